@@ -1,0 +1,1 @@
+//! Samplers matching diffusers schedulers (being written).

@@ -1,0 +1,1 @@
+//! CLIP tokenization (being written).
