@@ -1,1 +1,2 @@
+pub mod infotext;
 pub mod request;

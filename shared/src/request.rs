@@ -1,0 +1,153 @@
+//! The canonical generation request: every dialect the API speaks is translated into this
+//! one shape, and it is what a worker receives.
+use serde::{Deserialize, Serialize};
+
+/// Image encodings a job can ask for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    #[default]
+    Png,
+    #[serde(alias = "jpg")]
+    Jpeg,
+    Webp,
+}
+
+impl OutputFormat {
+    /// The MIME type of images in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "image/png",
+            OutputFormat::Jpeg => "image/jpeg",
+            OutputFormat::Webp => "image/webp",
+        }
+    }
+
+    /// The usual file extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Png => "png",
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Webp => "webp",
+        }
+    }
+
+    /// Parse a format name (`png`, `jpeg`/`jpg`, `webp`), case-insensitively.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "png" => Some(OutputFormat::Png),
+            "jpeg" | "jpg" => Some(OutputFormat::Jpeg),
+            "webp" => Some(OutputFormat::Webp),
+            _ => None,
+        }
+    }
+}
+
+/// Defaults applied when a request leaves a field out.
+pub mod defaults {
+    pub const STEPS: u32 = 25;
+    pub const GUIDANCE_SCALE: f32 = 7.5;
+    pub const SAMPLER: &str = "Euler";
+    pub const NUM_IMAGES: u32 = 1;
+    /// img2img strength when an init image is given without one.
+    pub const STRENGTH: f32 = 0.8;
+}
+
+/// One generation job, as JSON: `{"model", "prompt", "negative_prompt", "width", "height",
+/// "steps", "guidance_scale", "sampler", "seed", "num_images", "init_image", "strength",
+/// "output_format"}`. Only `model` and `prompt` are required; `width`/`height` default to the
+/// model family's native size and `seed` to a random one (resolved before the job runs, so the
+/// stored request always says which seed made the image). Unknown fields are rejected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationRequest {
+    pub model: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default = "default_steps")]
+    pub steps: u32,
+    #[serde(default = "default_guidance")]
+    pub guidance_scale: f32,
+    #[serde(default = "default_sampler")]
+    pub sampler: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(default = "default_num_images")]
+    pub num_images: u32,
+    /// Base64 of a PNG, JPEG or WebP image (a `data:` URI prefix is accepted): img2img.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_image: Option<String>,
+    /// img2img: how much of the init image is re-noised, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f32>,
+    #[serde(default)]
+    pub output_format: OutputFormat,
+}
+
+fn default_steps() -> u32 {
+    defaults::STEPS
+}
+fn default_guidance() -> f32 {
+    defaults::GUIDANCE_SCALE
+}
+fn default_sampler() -> String {
+    defaults::SAMPLER.to_string()
+}
+fn default_num_images() -> u32 {
+    defaults::NUM_IMAGES
+}
+
+impl GenerationRequest {
+    /// A request with every optional field at its default.
+    pub fn new(model: impl Into<String>, prompt: impl Into<String>) -> Self {
+        GenerationRequest {
+            model: model.into(),
+            prompt: prompt.into(),
+            negative_prompt: None,
+            width: None,
+            height: None,
+            steps: defaults::STEPS,
+            guidance_scale: defaults::GUIDANCE_SCALE,
+            sampler: defaults::SAMPLER.to_string(),
+            seed: None,
+            num_images: defaults::NUM_IMAGES,
+            init_image: None,
+            strength: None,
+            output_format: OutputFormat::Png,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_json_gets_defaults() {
+        let r: GenerationRequest = serde_json::from_str(r#"{"model":"sd15","prompt":"a cat"}"#).unwrap();
+        assert_eq!(r, GenerationRequest::new("sd15", "a cat"));
+    }
+
+    #[test]
+    fn all_fields_round_trip() {
+        let json = r#"{"model":"m","prompt":"p","negative_prompt":"n","width":512,"height":768,"steps":30,
+            "guidance_scale":5.0,"sampler":"DPM++ 2M Karras","seed":7,"num_images":2,
+            "init_image":"aGk=","strength":0.5,"output_format":"jpg"}"#;
+        let r: GenerationRequest = serde_json::from_str(json).unwrap();
+        assert_eq!(r.output_format, OutputFormat::Jpeg);
+        assert_eq!((r.width, r.height, r.seed, r.strength), (Some(512), Some(768), Some(7), Some(0.5)));
+        let back: GenerationRequest = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_name() {
+        let err = serde_json::from_str::<GenerationRequest>(r#"{"model":"m","prompt":"p","cfg":3}"#).unwrap_err();
+        assert!(err.to_string().contains("cfg"), "{err}");
+    }
+}

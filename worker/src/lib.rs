@@ -1,5 +1,11 @@
 //! The Darkroom worker's inference core: ONNX-exported Stable Diffusion pipelines run
 //! through ONNX Runtime, with diffusers-exact samplers and torch-exact seeded noise.
+pub mod model;
+pub mod onnx;
+pub mod output;
+pub mod pipeline;
+pub mod request;
 pub mod rng;
+pub mod runtime;
 pub mod sampler;
 pub mod tokenizer;

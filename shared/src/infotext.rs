@@ -1,0 +1,62 @@
+//! AUTOMATIC1111's "infotext": the generation parameters as one human-readable text, stored in
+//! PNG `parameters` chunks and returned by the A1111 dialect.
+
+/// What an infotext records about one image.
+#[derive(Clone, Debug)]
+pub struct Infotext<'a> {
+    pub prompt: &'a str,
+    pub negative_prompt: Option<&'a str>,
+    pub steps: u32,
+    pub sampler: &'a str,
+    pub guidance_scale: f32,
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+    pub model: &'a str,
+    /// img2img only.
+    pub denoising_strength: Option<f32>,
+}
+
+impl std::fmt::Display for Infotext<'_> {
+    /// `<prompt>\nNegative prompt: <negative>\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: m`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.prompt)?;
+        if let Some(neg) = self.negative_prompt.filter(|n| !n.is_empty()) {
+            write!(f, "\nNegative prompt: {neg}")?;
+        }
+        write!(
+            f,
+            "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
+            self.steps, self.sampler, self.guidance_scale, self.seed, self.width, self.height, self.model
+        )?;
+        if let Some(s) = self.denoising_strength {
+            write!(f, ", Denoising strength: {s}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_a1111() {
+        let t = Infotext {
+            prompt: "a cat",
+            negative_prompt: Some("blurry"),
+            steps: 20,
+            sampler: "DPM++ 2M Karras",
+            guidance_scale: 7.0,
+            seed: 42,
+            width: 512,
+            height: 768,
+            model: "sd15",
+            denoising_strength: None,
+        };
+        assert_eq!(t.to_string(), "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model: sd15");
+        let t = Infotext { negative_prompt: None, guidance_scale: 7.5, denoising_strength: Some(0.6), ..t };
+        assert!(t.to_string().starts_with("a cat\nSteps: 20"));
+        assert!(t.to_string().ends_with("CFG scale: 7.5, Seed: 42, Size: 512x768, Model: sd15, Denoising strength: 0.6"));
+    }
+}

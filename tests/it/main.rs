@@ -1,0 +1,4 @@
+//! One integration-test binary: every end-to-end test, sharing the helpers in `helpers.rs`.
+mod cli;
+mod helpers;
+mod pipeline;
