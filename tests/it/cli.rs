@@ -54,14 +54,15 @@ fn bad_arguments_get_a_clear_message_and_nonzero_exit() {
     let dir = scratch("cli-bad");
     let out = dir.join("x.png");
     let out = out.to_str().unwrap();
+    let gif = dir.join("x.gif");
+    let gif = gif.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["--prompt", "x", "--width", "65", "-o", out], "--width"),
         (&["--prompt", "x", "--steps", "0", "-o", out], "--steps"),
         (&["--prompt", "x", "--sampler", "Warp Drive", "-o", out], "DPM++ 2M"),
         (&["--prompt", "x", "--guidance", "99", "-o", out], "--guidance"),
-        (&["--prompt", "x", "-o", dir.join("x.gif").to_str().unwrap()], ".png"),
+        (&["--prompt", "x", "-o", gif], ".png"),
         (&["--prompt", "x", "--strength", "0.5", "-o", out], "--init-image"),
-        (&["--prompt", "x", "--ep", "tpu", "-o", out], "cpu, cuda"),
     ];
     for (args, needle) in cases {
         let o = generate(args);
@@ -69,6 +70,9 @@ fn bad_arguments_get_a_clear_message_and_nonzero_exit() {
         assert!(!o.status.success(), "{args:?} should fail");
         assert!(stderr.contains(needle), "{args:?}: message names {needle}: {stderr}");
     }
+    let o = Command::new(worker_bin()).args(["generate", "--model-dir", "m", "--prompt", "x", "--ep", "tpu", "-o", out]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cpu, cuda"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = Command::new(worker_bin()).args(["generate", "--model-dir", "/nonexistent", "--prompt", "x", "--ep", "cpu", "-o", out]).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent"));

@@ -155,11 +155,11 @@ fn incomplete_model_dirs_name_the_missing_file() {
 
 #[test]
 fn mismatched_parts_are_named() {
-    // SDXL's text encoder next to SD 1.5's UNet: the widths cannot line up.
+    // SDXL's first text encoder (width 16) next to SD 1.5's UNet (width 32).
     let dir = scratch("mismatched");
     copy_dir(&model_dir("tiny-sd15"), &dir);
     for f in ["model.onnx", "config.json"] {
-        let _ = std::fs::copy(model_dir("tiny-sdxl").join("text_encoder_2").join(f), dir.join("text_encoder").join(f));
+        let _ = std::fs::copy(model_dir("tiny-sdxl").join("text_encoder").join(f), dir.join("text_encoder").join(f));
     }
     let err = Pipeline::load(runtime(), &dir).err().expect("loading fails").to_string();
     assert!(err.contains("unet/model.onnx") && err.contains("encoder_hidden_states"), "{err}");

@@ -96,6 +96,7 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -125,11 +126,7 @@ fn load(common: &Common) -> anyhow::Result<(Pipeline, Duration)> {
     let runtime = Runtime::new(common.ep, common.threads)?;
     let t = std::time::Instant::now();
     let pipeline = Pipeline::load(&runtime, &common.model_dir)?;
-    let elapsed = t.elapsed();
-    if let Some(p) = runtime.provider() {
-        eprintln!("execution provider: {p} ({})", runtime.library().display());
-    }
-    Ok((pipeline, elapsed))
+    Ok((pipeline, t.elapsed()))
 }
 
 fn format_of(path: &Path) -> anyhow::Result<OutputFormat> {

@@ -126,6 +126,9 @@ impl Runtime {
             }
             ProviderChoice::Auto { .. } => None,
         };
+        if let Some(p) = provider {
+            tracing::info!(library = %library.display(), "execution provider: {p}");
+        }
         Ok(Runtime { env, library, provider: Mutex::new(provider), choice, intra_threads })
     }
 
@@ -150,14 +153,14 @@ impl Runtime {
                 let listed = ep::CUDA::is_available().unwrap_or(false);
                 let chosen = match listed.then(|| self.open(path, cuda)) {
                     Some(Ok(session)) => {
-                        tracing::info!(provider = %cuda, library = %self.library.display(), "execution provider: CUDA (auto)");
+                        tracing::info!(library = %self.library.display(), "execution provider: {cuda} (auto: CUDA loaded)");
                         *guard = Some(cuda);
                         return Ok(session);
                     }
                     Some(Err(e)) => format!("CUDA failed to load ({e})"),
                     None => "the library has no CUDA provider".to_string(),
                 };
-                tracing::info!(library = %self.library.display(), "execution provider: CPU (auto: {chosen})");
+                tracing::info!(library = %self.library.display(), "execution provider: cpu (auto: {chosen})");
                 *guard = Some(Provider::Cpu);
                 Provider::Cpu
             }
