@@ -1,2 +1,8 @@
+//! What the Darkroom API and worker binaries share: the canonical request, jobs, the store
+//! (Postgres, the truth) and the queue (Redis, delivery only).
 pub mod infotext;
+pub mod job;
+pub mod queue;
+pub mod recovery;
 pub mod request;
+pub mod store;

@@ -1,0 +1,73 @@
+//! Recovery: what makes delivery at-least-once and Redis disposable. Run periodically by every
+//! worker and API process; each step is idempotent, so any number may run at once.
+use std::time::Duration;
+
+use crate::job::JobStatus;
+use crate::queue::{Queue, QueueError};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Redis had lost its data and this many queued jobs were re-enqueued from Postgres.
+    pub rebuilt: Option<usize>,
+    /// Deliveries a worker took from Redis but never claimed, handed out again.
+    pub redelivered: usize,
+    /// Running jobs whose lease expired, back in the queue.
+    pub requeued: usize,
+    /// Running jobs whose lease expired on their last allowed delivery (or that were canceled).
+    pub ended: usize,
+}
+
+/// One recovery pass.
+pub async fn recover(store: &Store, queue: &Queue, max_attempts: i32) -> Result<Report, RecoveryError> {
+    let mut report = Report::default();
+    if queue.claim_epoch().await? {
+        let queued = store.queued_jobs().await?;
+        for job in &queued {
+            queue.enqueue(&job.model, job.tenant_id, job.id).await?;
+        }
+        report.rebuilt = Some(queued.len());
+    }
+    for d in queue.take_expired_deliveries().await? {
+        if store.job_status(d.job).await? == Some(JobStatus::Queued) {
+            queue.requeue_front(&d.model, d.tenant, d.job).await?;
+            report.redelivered += 1;
+        }
+    }
+    for job in store.expire_leases(max_attempts).await? {
+        if job.status == JobStatus::Queued {
+            queue.enqueue(&job.model, job.tenant_id, job.id).await?;
+            report.requeued += 1;
+        } else {
+            report.ended += 1;
+        }
+    }
+    Ok(report)
+}
+
+/// Run [`recover`] every `every` until `shutdown` resolves, logging what it did.
+pub async fn run(store: Store, queue: Queue, max_attempts: i32, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+        }
+        match recover(&store, &queue, max_attempts).await {
+            Ok(r) if r == Report::default() => {}
+            Ok(r) => tracing::info!(?r.rebuilt, r.redelivered, r.requeued, r.ended, "recovery"),
+            Err(e) => tracing::warn!("recovery pass failed: {e}"),
+        }
+    }
+}

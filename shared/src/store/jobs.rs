@@ -1,0 +1,303 @@
+//! Jobs: submission and reads (scoped to a tenant), the worker's fenced lifecycle (claim,
+//! renew, progress, complete, fail, hand back), and recovery (expired leases, queued jobs).
+//! Every change to a terminal state is announced on [`JOB_CHANNEL`](super::JOB_CHANNEL).
+use std::time::Duration;
+
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{Store, StoreError, JOB_CHANNEL};
+use crate::job::{Claim, ImageMeta, Job, JobStatus, LeaseState, NewImage, Requeued};
+use crate::request::GenerationRequest;
+
+const JOB_COLUMNS: &str = "id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl Store {
+    /// Record a new queued job.
+    pub async fn insert_job(&self, tenant: Uuid, request: &GenerationRequest) -> Result<Job, StoreError> {
+        Ok(sqlx::query_as(&format!("INSERT INTO jobs (id, tenant_id, model, request) VALUES ($1, $2, $3, $4) RETURNING {JOB_COLUMNS}"))
+            .bind(Uuid::now_v7())
+            .bind(tenant)
+            .bind(&request.model)
+            .bind(Json(request))
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    /// One of the tenant's jobs; another tenant's job is not found.
+    pub async fn job(&self, tenant: Uuid, id: Uuid) -> Result<Option<Job>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2"))
+            .bind(id)
+            .bind(tenant)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// The tenant's jobs, newest first, older than `before` when given.
+    pub async fn list_jobs(&self, tenant: Uuid, before: Option<Uuid>, limit: i64) -> Result<Vec<Job>, StoreError> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(tenant)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Where a queued job stands: how many queued jobs of its model are served before it when
+    /// the tenants with work take turns (an estimate: 0 means next).
+    pub async fn queue_position(&self, job: &Job) -> Result<i64, StoreError> {
+        let (pos,): (i64,) = sqlx::query_as(
+            "WITH mine AS (
+                 SELECT count(*) AS ahead FROM jobs
+                 WHERE status = 'queued' AND model = $1 AND tenant_id = $2 AND id < $3),
+             others AS (
+                 SELECT tenant_id, count(*) AS n FROM jobs
+                 WHERE status = 'queued' AND model = $1 AND tenant_id <> $2 GROUP BY tenant_id)
+             SELECT (SELECT ahead FROM mine) + coalesce((SELECT sum(least(n, (SELECT ahead FROM mine) + 1)) FROM others), 0)::bigint",
+        )
+        .bind(&job.model)
+        .bind(job.tenant_id)
+        .bind(job.id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(pos)
+    }
+
+    pub async fn images(&self, job: Uuid) -> Result<Vec<ImageMeta>, StoreError> {
+        Ok(sqlx::query_as("SELECT idx, seed, format, width, height FROM images WHERE job_id = $1 ORDER BY idx").bind(job).fetch_all(self.pool()).await?)
+    }
+
+    /// All images of a job with their bytes.
+    pub async fn images_with_bytes(&self, job: Uuid) -> Result<Vec<(ImageMeta, Vec<u8>)>, StoreError> {
+        let rows: Vec<(i32, i64, String, i32, i32, Vec<u8>)> =
+            sqlx::query_as("SELECT idx, seed, format, width, height, bytes FROM images WHERE job_id = $1 ORDER BY idx").bind(job).fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(|(idx, seed, format, width, height, bytes)| (ImageMeta { idx, seed, format, width, height }, bytes)).collect())
+    }
+
+    /// One image's format and bytes, scoped to the tenant.
+    pub async fn image(&self, tenant: Uuid, job: Uuid, idx: i32) -> Result<Option<(String, Vec<u8>)>, StoreError> {
+        Ok(sqlx::query_as("SELECT i.format, i.bytes FROM images i JOIN jobs j ON j.id = i.job_id WHERE i.job_id = $1 AND j.tenant_id = $2 AND i.idx = $3")
+            .bind(job)
+            .bind(tenant)
+            .bind(idx)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Cancel: a queued job ends at once; a running one is flagged and stops at its next step.
+    pub async fn cancel(&self, tenant: Uuid, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let job: Option<Job> = sqlx::query_as(&format!(
+            "UPDATE jobs SET
+                 status = CASE WHEN status = 'queued' THEN 'canceled'::job_status ELSE status END,
+                 finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+                 cancel_requested = CASE WHEN status IN ('queued', 'running') THEN true ELSE cancel_requested END
+             WHERE id = $1 AND tenant_id = $2 RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(id)
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(j) = &job {
+            notify(&mut tx, j.id).await?;
+        }
+        tx.commit().await?;
+        Ok(job)
+    }
+
+    /// Take a queued job: a fresh lease (fencing token) that expires unless renewed.
+    pub async fn claim(&self, job: Uuid, worker: Uuid, ttl: Duration) -> Result<Option<Claim>, StoreError> {
+        let row: Option<(Uuid, String, Json<GenerationRequest>, i32, Uuid)> = sqlx::query_as(
+            "UPDATE jobs SET status = 'running', lease = $2, lease_expires_at = now() + make_interval(secs => $4),
+                 worker_id = $3, attempts = attempts + 1, started_at = now(), progress_step = 0, error = NULL
+             WHERE id = $1 AND status = 'queued' AND NOT cancel_requested
+             RETURNING tenant_id, model, request, attempts, lease",
+        )
+        .bind(job)
+        .bind(Uuid::new_v4())
+        .bind(worker)
+        .bind(secs(ttl))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(tenant_id, model, Json(request), attempts, lease)| Claim { job_id: job, tenant_id, model, lease, attempts, request }))
+    }
+
+    /// Extend the lease; tells whether it is still held and whether cancel was asked.
+    pub async fn renew(&self, job: Uuid, lease: Uuid, ttl: Duration) -> Result<LeaseState, StoreError> {
+        let row: Option<(bool,)> = sqlx::query_as(
+            "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+             WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING cancel_requested",
+        )
+        .bind(job)
+        .bind(lease)
+        .bind(secs(ttl))
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(cancel,)| LeaseState::Held { cancel }).unwrap_or(LeaseState::Lost))
+    }
+
+    /// Record progress (step of total) while holding the lease.
+    pub async fn progress(&self, job: Uuid, lease: Uuid, step: i32, total: i32) -> Result<LeaseState, StoreError> {
+        let row: Option<(bool,)> = sqlx::query_as(
+            "UPDATE jobs SET progress_step = $3, progress_total = $4
+             WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING cancel_requested",
+        )
+        .bind(job)
+        .bind(lease)
+        .bind(step)
+        .bind(total)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|(cancel,)| LeaseState::Held { cancel }).unwrap_or(LeaseState::Lost))
+    }
+
+    /// Finish a job with its images, only if `lease` still holds it. Returns false (and writes
+    /// nothing) for a worker that lost its lease: every job gets exactly one result.
+    pub async fn complete(&self, job: Uuid, lease: Uuid, images: &[NewImage]) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'succeeded', finished_at = now(), lease = NULL, lease_expires_at = NULL, progress_step = progress_total
+             WHERE id = $1 AND lease = $2 AND status = 'running'",
+        )
+        .bind(job)
+        .bind(lease)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(false);
+        }
+        for img in images {
+            sqlx::query("INSERT INTO images (job_id, idx, seed, format, width, height, bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(job)
+                .bind(img.idx)
+                .bind(img.seed as i64)
+                .bind(&img.format)
+                .bind(img.width as i32)
+                .bind(img.height as i32)
+                .bind(&img.bytes)
+                .execute(&mut *tx)
+                .await?;
+        }
+        notify(&mut tx, job).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A failed attempt: back to the queue while attempts remain (and `retry`), else `failed`.
+    /// Returns the new status, or `None` when the lease was already lost.
+    pub async fn fail(&self, job: Uuid, lease: Uuid, error: &str, retry: bool, max_attempts: i32) -> Result<Option<JobStatus>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let status: Option<(JobStatus,)> = sqlx::query_as(
+            "UPDATE jobs SET
+                 status = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN 'queued'::job_status
+                               WHEN cancel_requested THEN 'canceled'::job_status ELSE 'failed'::job_status END,
+                 error = $3, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
+                 finished_at = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN NULL ELSE now() END
+             WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING status",
+        )
+        .bind(job)
+        .bind(lease)
+        .bind(error)
+        .bind(retry)
+        .bind(max_attempts)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if matches!(status, Some((s,)) if s.is_terminal()) {
+            notify(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        Ok(status.map(|(s,)| s))
+    }
+
+    /// The client canceled a running job and the worker stopped: record it.
+    pub async fn mark_canceled(&self, job: Uuid, lease: Uuid) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let n = sqlx::query(
+            "UPDATE jobs SET status = 'canceled', finished_at = now(), lease = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease = $2 AND status = 'running'",
+        )
+        .bind(job)
+        .bind(lease)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            notify(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    /// A worker shutting down hands its job back: queued again, the attempt not counted.
+    pub async fn release(&self, job: Uuid, lease: Uuid) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "UPDATE jobs SET status = 'queued', lease = NULL, lease_expires_at = NULL, worker_id = NULL,
+                 attempts = greatest(attempts - 1, 0), progress_step = 0, started_at = NULL
+             WHERE id = $1 AND lease = $2 AND status = 'running'",
+        )
+        .bind(job)
+        .bind(lease)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Recovery: running jobs whose lease expired go back to the queue, or fail after
+    /// `max_attempts` deliveries (or end canceled if cancel was asked). Returns them all.
+    pub async fn expire_leases(&self, max_attempts: i32) -> Result<Vec<Requeued>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let rows: Vec<Requeued> = sqlx::query_as(
+            "UPDATE jobs SET
+                 status = CASE WHEN cancel_requested THEN 'canceled'::job_status
+                               WHEN attempts >= $1 THEN 'failed'::job_status ELSE 'queued'::job_status END,
+                 error = CASE WHEN cancel_requested THEN error
+                              WHEN attempts >= $1 THEN format('the worker stopped responding on all %s deliveries', attempts)
+                              ELSE format('the worker stopped responding (delivery %s); retrying', attempts) END,
+                 finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() ELSE NULL END,
+                 lease = NULL, lease_expires_at = NULL, worker_id = NULL, progress_step = 0
+             WHERE status = 'running' AND lease_expires_at < now()
+             RETURNING id, tenant_id, model, status",
+        )
+        .bind(max_attempts)
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows.iter().filter(|r| r.status.is_terminal()) {
+            notify(&mut tx, r.id).await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    /// Every queued job, oldest first: what Redis must deliver.
+    pub async fn queued_jobs(&self) -> Result<Vec<Requeued>, StoreError> {
+        Ok(sqlx::query_as("SELECT id, tenant_id, model, status FROM jobs WHERE status = 'queued' AND NOT cancel_requested ORDER BY id")
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn job_status(&self, id: Uuid) -> Result<Option<JobStatus>, StoreError> {
+        Ok(sqlx::query_as::<_, (JobStatus,)>("SELECT status FROM jobs WHERE id = $1").bind(id).fetch_optional(self.pool()).await?.map(|(s,)| s))
+    }
+
+    /// Of `ids`, those that have reached a terminal state (one query for all waiters).
+    pub async fn finished_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
+        let rows: Vec<(Uuid,)> = sqlx::query_as("SELECT id FROM jobs WHERE id = ANY ($1) AND status IN ('succeeded', 'failed', 'canceled')")
+            .bind(ids)
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+}
+
+async fn notify(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, job: Uuid) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)").bind(JOB_CHANNEL).bind(job.to_string()).execute(&mut **tx).await?;
+    Ok(())
+}

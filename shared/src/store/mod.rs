@@ -1,0 +1,75 @@
+//! Postgres, the source of truth: tenants and tokens, the model catalog, jobs and images.
+//! Every state change of a job happens here, fenced by the job's lease where a worker acts.
+use std::time::Duration;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+
+mod catalog;
+mod jobs;
+mod tenants;
+
+pub use catalog::{ModelEntry, ModelInfo};
+pub use tenants::{Tenant, TenantSummary};
+
+/// The channel on which job state changes are announced (payload: the job id).
+pub const JOB_CHANNEL: &str = "darkroom_jobs";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// The migrations in `migrations/`, embedded in both binaries.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// A pool of Postgres connections and the queries on them.
+#[derive(Clone)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connect to `url`, creating the database when it does not exist yet.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        if !Postgres::database_exists(url).await.unwrap_or(true) {
+            match Postgres::create_database(url).await {
+                Ok(()) => tracing::info!("created database"),
+                // another process may have created it between the two calls
+                Err(e) if Postgres::database_exists(url).await.unwrap_or(false) => tracing::debug!("database appeared meanwhile: {e}"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        Ok(Store { pool })
+    }
+
+    /// Apply the migrations that have not run yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Whether Postgres answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}
