@@ -1,8 +1,10 @@
 //! What the Darkroom API and worker binaries share: the canonical request, jobs, the store
 //! (Postgres, the truth) and the queue (Redis, delivery only).
+pub mod config;
 pub mod infotext;
 pub mod job;
 pub mod queue;
 pub mod recovery;
 pub mod request;
+pub mod sampler;
 pub mod store;

@@ -42,7 +42,7 @@ pub fn resolve(req: &GenerationRequest, model: &ModelDir) -> Result<GeneratePara
     if !(1..=8).contains(&req.num_images) {
         return Err(invalid("num_images", format!("must be between 1 and 8, got {}", req.num_images)));
     }
-    let sampler = req.sampler.parse().map_err(|e: crate::sampler::SamplerError| invalid("sampler", e.to_string()))?;
+    let sampler = req.sampler.parse().map_err(|e: crate::sampler::SamplerNameError| invalid("sampler", e.to_string()))?;
     let init_image = match &req.init_image {
         None => None,
         Some(b64) => {

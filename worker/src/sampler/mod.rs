@@ -35,7 +35,6 @@ mod euler;
 mod euler_ancestral;
 mod heun;
 mod kdiff;
-mod kind;
 mod lms;
 mod numpy;
 mod schedule;
@@ -45,21 +44,14 @@ mod sigmas;
 mod tests;
 
 pub use config::SchedulerConfig;
-pub use kind::{Sampler, SamplerKind};
+pub use darkroom_shared::sampler::{Sampler, SamplerError as SamplerNameError, SamplerKind};
 
 /// Errors from sampler names, scheduler configs and scheduler construction.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
-    /// The sampler name is not one we know; `valid` lists the accepted names.
-    #[error("unknown sampler {name:?}; valid samplers: {valid}")]
-    UnknownSampler { name: String, valid: String },
-    /// A1111's `scheduler` field has a value we do not support for this sampler.
-    #[error("unsupported scheduler {scheduler:?} for sampler {sampler:?}; supported: {supported}")]
-    UnsupportedScheduler {
-        scheduler: String,
-        sampler: String,
-        supported: String,
-    },
+    /// The sampler name is not one we know, or not with that scheduler.
+    #[error(transparent)]
+    Name(#[from] SamplerNameError),
     /// The scheduler config has a bad or unsupported value; `key` names the config key.
     #[error("scheduler config: bad value for {key:?}: {message}")]
     BadConfig { key: String, message: String },
@@ -134,10 +126,11 @@ pub fn new_scheduler(
         });
     }
     if sampler.karras && !sampler.kind.supports_karras() {
-        return Err(SamplerError::UnknownSampler {
+        return Err(SamplerNameError::UnknownSampler {
             name: format!("{} Karras", sampler.kind.a1111_base()),
             valid: Sampler::names().join(", "),
-        });
+        }
+        .into());
     }
     let k = sampler.karras;
     let n = num_inference_steps;

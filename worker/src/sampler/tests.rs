@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{new_scheduler, Sampler, SamplerError, SamplerKind, SchedulerConfig};
+use super::{new_scheduler, Sampler, SamplerError, SamplerKind, SamplerNameError, SchedulerConfig};
 
 const TOL: f64 = 1e-4;
 
@@ -446,7 +446,7 @@ fn sampler_names_unknown_lists_valid() {
         "PNDMScheduler",
     ] {
         let err = Sampler::from_str(bad).unwrap_err();
-        assert!(matches!(err, SamplerError::UnknownSampler { .. }), "{bad}");
+        assert!(matches!(err, SamplerNameError::UnknownSampler { .. }), "{bad}");
         let msg = err.to_string();
         for name in Sampler::names() {
             assert!(msg.contains(&name), "{msg} lacks {name}");

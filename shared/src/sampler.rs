@@ -1,6 +1,16 @@
-//! Sampler names: AUTOMATIC1111 names, k-diffusion aliases and diffusers class names.
+//! Sampler names: AUTOMATIC1111 names, k-diffusion aliases and diffusers class names. The API
+//! validates names with this; the worker's `sampler` module implements the algorithms.
 
-use super::SamplerError;
+/// A sampler name we do not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplerError {
+    /// The sampler name is not one we know; `valid` lists the accepted names.
+    #[error("unknown sampler {name:?}; valid samplers: {valid}")]
+    UnknownSampler { name: String, valid: String },
+    /// A1111's `scheduler` field has a value we do not support for this sampler.
+    #[error("unsupported scheduler {scheduler:?} for sampler {sampler:?}; supported: {supported}")]
+    UnsupportedScheduler { scheduler: String, sampler: String, supported: String },
+}
 
 /// The sampling algorithm, one per diffusers scheduler class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -32,7 +42,7 @@ const KINDS: [SamplerKind; 6] = [
 
 impl SamplerKind {
     /// A1111's name without the " Karras" suffix.
-    pub(crate) fn a1111_base(self) -> &'static str {
+    pub fn a1111_base(self) -> &'static str {
         match self {
             SamplerKind::Euler => "Euler",
             SamplerKind::EulerAncestral => "Euler a",
