@@ -146,6 +146,12 @@ fn incomplete_model_dirs_name_the_missing_file() {
         let err = Pipeline::load(runtime(), &dir).err().expect("loading fails").to_string();
         assert!(err.contains(missing), "error for missing {missing} names it: {err}");
     }
+    // the UNet's weights live in unet/model.onnx_data, as in real exports
+    let dir = scratch("incomplete-external-data");
+    copy_dir(&model_dir("tiny-sdxl"), &dir);
+    std::fs::remove_file(dir.join("unet/model.onnx_data")).unwrap();
+    let err = Pipeline::load(runtime(), &dir).err().expect("loading fails").to_string();
+    assert!(err.contains("unet/model.onnx_data"), "{err}");
     let dir = scratch("not-json");
     copy_dir(&src, &dir);
     std::fs::write(dir.join("model_index.json"), "{ nope").unwrap();

@@ -8,4 +8,5 @@ pub mod request;
 pub mod rng;
 pub mod runtime;
 pub mod sampler;
+pub mod service;
 pub mod tokenizer;

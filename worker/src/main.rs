@@ -25,6 +25,47 @@ enum Command {
     Generate(GenerateArgs),
     /// Time each stage over several runs; optionally run Optimum's Python pipeline side by side.
     Bench(BenchArgs),
+    /// Serve jobs from the queue for the given models until SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// A model to serve, as NAME=DIR (DIR in Optimum's ONNX layout). NAME becomes the
+    /// catalog's model id. Repeat for several models; env: comma-separated list.
+    #[arg(long = "model", env = "DARKROOM_MODELS", value_delimiter = ',', required = true, value_parser = parse_model)]
+    models: Vec<(String, PathBuf)>,
+    /// Execution provider: cpu, cuda, cuda:N or auto.
+    #[arg(long, env = "DARKROOM_EP", default_value = "auto")]
+    ep: ProviderChoice,
+    /// ONNX Runtime intra-op threads per session (default: ONNX Runtime's choice).
+    #[arg(long, env = "DARKROOM_THREADS")]
+    threads: Option<usize>,
+    #[command(flatten)]
+    backends: darkroom_shared::config::Backends,
+    #[command(flatten)]
+    delivery: darkroom_shared::config::Delivery,
+    /// Seconds a claimed job stays ours without renewal; renewed every third of it.
+    #[arg(long, env = "DARKROOM_LEASE_SECS", default_value_t = 30.0)]
+    lease_secs: f64,
+    /// Seconds after which a delivery taken from Redis but never claimed is handed out again.
+    #[arg(long, env = "DARKROOM_REDELIVER_SECS", default_value_t = 30.0)]
+    redeliver_secs: f64,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "DARKROOM_HEARTBEAT_SECS", default_value_t = 5.0)]
+    heartbeat_secs: f64,
+    /// On SIGTERM, seconds the job in hand may still run before it is handed back.
+    #[arg(long, env = "DARKROOM_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
+    shutdown_grace_secs: f64,
+}
+
+fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=DIR"))?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c)) {
+        return Err(format!("{name:?}: a model name is 1-128 characters of letters, digits and -_.:/"));
+    }
+    Ok((name.to_string(), PathBuf::from(dir)))
 }
 
 #[derive(Args, Debug)]
@@ -102,6 +143,7 @@ fn main() {
     let result = match cli.command {
         Command::Generate(args) => generate(args),
         Command::Bench(args) => bench(args),
+        Command::Run(args) => serve(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -281,4 +323,62 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("ratio darkroom/optimum: mean {:.3}, min {:.3}", ms(mean_total) / py_mean, ms(min_total) / py_min);
     }
     Ok(())
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.01))
+}
+
+fn serve(args: RunArgs) -> anyhow::Result<()> {
+    use darkroom_worker::service::{self, Served, Settings};
+    let runtime = Runtime::new(args.ep, args.threads)?;
+    let mut served = Vec::new();
+    for (name, dir) in &args.models {
+        let t = std::time::Instant::now();
+        let pipeline = Pipeline::load(&runtime, dir).with_context(|| format!("loading model {name:?} from {}", dir.display()))?;
+        tracing::info!(model = %name, dir = %dir.display(), family = pipeline.model().family.name(), "loaded in {:.1} s", t.elapsed().as_secs_f64());
+        served.push(Served::new(name.clone(), pipeline));
+    }
+    let settings = Settings {
+        worker_id: uuid::Uuid::now_v7(),
+        lease: secs(args.lease_secs),
+        redeliver_after: secs(args.redeliver_secs),
+        heartbeat: secs(args.heartbeat_secs),
+        max_attempts: args.delivery.max_attempts,
+        recovery_every: args.delivery.recovery_every(),
+        shutdown_grace: secs(args.shutdown_grace_secs),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
+    rt.block_on(async move {
+        let store = darkroom_shared::store::Store::connect(&args.backends.database_url, args.backends.db_connections).await.context("connecting to Postgres")?;
+        store.migrate().await.context("migrating the database")?;
+        let queue = darkroom_shared::queue::Queue::connect(&args.backends.redis_url, &args.backends.redis_prefix).await.context("connecting to Redis")?;
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: no new jobs");
+            let _ = tx.send(true);
+        });
+        service::run(store, queue, served, settings, rx).await?;
+        Ok(())
+    })
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

@@ -1,0 +1,332 @@
+//! The worker service: pull jobs for the loaded models from the queue, claim them in Postgres,
+//! run them one at a time on this device, report progress every step, honour cancellation,
+//! keep the lease alive, and store the images and final status — fenced by the lease, so a
+//! worker that lost its job writes nothing.
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use darkroom_shared::infotext::Infotext;
+use darkroom_shared::job::{Claim, JobStatus, LeaseState, NewImage};
+use darkroom_shared::queue::{Delivery, Queue, QueueError};
+use darkroom_shared::store::{ModelEntry, Store, StoreError};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::model::Family;
+use crate::output;
+use crate::pipeline::{GeneratedImage, Observer, Pipeline, PipelineError};
+use crate::request::resolve;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("the pipeline thread panicked: {0}")]
+    Panicked(String),
+}
+
+/// How the service behaves (the CLI fills this in).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub worker_id: Uuid,
+    /// A claimed job is handed to another worker if its lease is not renewed within this.
+    pub lease: Duration,
+    /// A delivery taken from Redis but not claimed within this is handed out again.
+    pub redeliver_after: Duration,
+    pub heartbeat: Duration,
+    pub max_attempts: i32,
+    pub recovery_every: Duration,
+    /// On shutdown, how long the job in hand may still run before it is handed back.
+    pub shutdown_grace: Duration,
+}
+
+/// A loaded model, shared with the blocking thread that runs it.
+pub struct Served {
+    pub name: String,
+    pub pipeline: Arc<Mutex<Pipeline>>,
+}
+
+impl Served {
+    pub fn new(name: String, pipeline: Pipeline) -> Served {
+        Served { name, pipeline: Arc::new(Mutex::new(pipeline)) }
+    }
+
+    fn entry(&self) -> ModelEntry {
+        let p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
+        let m = p.model();
+        ModelEntry {
+            id: self.name.clone(),
+            family: match m.family {
+                Family::Sd => "sd".into(),
+                Family::Sdxl => "sdxl".into(),
+            },
+            native_size: m.native_size as i32,
+            img2img: p.supports_img2img(),
+        }
+    }
+}
+
+/// Bridges the pipeline's per-step callbacks (on a blocking thread) to the async side.
+struct JobObserver {
+    progress: mpsc::UnboundedSender<(usize, usize)>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Observer for JobObserver {
+    fn on_step(&mut self, step: usize, total: usize) {
+        let _ = self.progress.send((step, total));
+    }
+    fn is_canceled(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a running job is being stopped.
+#[derive(Default)]
+struct StopReasons {
+    canceled: AtomicBool,
+    lease_lost: AtomicBool,
+    handing_back: AtomicBool,
+}
+
+/// Run until `shutdown` flips to true; then finish or hand back the job in hand and return.
+pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Settings, shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
+    let hostname = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+    let entries: Vec<ModelEntry> = models.iter().map(Served::entry).collect();
+    store.register_worker(settings.worker_id, &hostname, &entries).await?;
+    let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
+    tracing::info!(worker = %settings.worker_id, models = ?names, "worker registered; waiting for jobs");
+    let models: HashMap<String, Served> = models.into_iter().map(|m| (m.name.clone(), m)).collect();
+
+    let heartbeat = tokio::spawn(heartbeats(store.clone(), settings.worker_id, settings.heartbeat, shutdown.clone()));
+    let recovery = tokio::spawn(darkroom_shared::recovery::run(
+        store.clone(),
+        queue.clone(),
+        settings.max_attempts,
+        settings.recovery_every,
+        stopped(shutdown.clone()),
+    ));
+
+    let mut waiter = queue.blocking_connection().await?;
+    let mut start = 0usize;
+    while !*shutdown.borrow() {
+        let delivery = match queue.dequeue(&names, start, settings.redeliver_after).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("dequeue failed: {e}; retrying");
+                sleep_or_stop(Duration::from_secs(1), &shutdown).await;
+                continue;
+            }
+        };
+        start = start.wrapping_add(1);
+        let Some(delivery) = delivery else {
+            let mut stop = shutdown.clone();
+            tokio::select! {
+                r = queue.wait(&mut waiter, &names, Duration::from_secs(1)) => {
+                    if let Err(e) = r {
+                        tracing::warn!("waiting for work failed: {e}");
+                        sleep_or_stop(Duration::from_millis(500), &shutdown).await;
+                        if let Ok(c) = queue.blocking_connection().await { waiter = c; }
+                    }
+                }
+                _ = stop.changed() => {}
+            }
+            continue;
+        };
+        if let Err(e) = handle(&store, &queue, &models, &settings, &delivery, &shutdown).await {
+            tracing::error!(job = %delivery.job, "job handling failed: {e}");
+        }
+    }
+    let _ = heartbeat.await;
+    let _ = recovery.await;
+    store.worker_stopped(settings.worker_id).await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn sleep_or_stop(d: Duration, shutdown: &watch::Receiver<bool>) {
+    let mut s = shutdown.clone();
+    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = s.changed() => {} }
+}
+
+async fn heartbeats(store: Store, worker: Uuid, every: Duration, shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    let stop = stopped(shutdown);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {
+                if let Err(e) = store.heartbeat(worker).await {
+                    tracing::warn!("heartbeat failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Claim a delivered job and, if it is ours, run it to its end.
+async fn handle(store: &Store, queue: &Queue, models: &HashMap<String, Served>, s: &Settings, d: &Delivery, shutdown: &watch::Receiver<bool>) -> Result<(), ServiceError> {
+    let claim = store.claim(d.job, s.worker_id, s.lease).await;
+    if let Err(e) = queue.ack(d).await {
+        tracing::warn!(job = %d.job, "acknowledging the delivery failed: {e}");
+    }
+    let Some(claim) = claim? else {
+        tracing::debug!(job = %d.job, "delivery of a job that is no longer queued; skipped");
+        return Ok(());
+    };
+    let Some(served) = models.get(&claim.model) else {
+        store.fail(claim.job_id, claim.lease, &format!("this worker does not serve model {:?}", claim.model), true, s.max_attempts).await?;
+        return Ok(());
+    };
+    tracing::info!(job = %claim.job_id, model = %claim.model, attempt = claim.attempts, "running job");
+    let reasons = Arc::new(StopReasons::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (progress_tx, progress_rx) = mpsc::unbounded_channel();
+    let keeper = tokio::spawn(keep_lease(store.clone(), claim.clone(), s.lease, progress_rx, reasons.clone(), stop.clone()));
+
+    let pipeline = served.pipeline.clone();
+    let request = claim.request.clone();
+    let observer_stop = stop.clone();
+    let mut work = tokio::task::spawn_blocking(move || {
+        let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+        let params = resolve(&request, p.model())?;
+        let mut observer = JobObserver { progress: progress_tx, stop: observer_stop };
+        let (images, _) = p.generate(&params, &mut observer)?;
+        let sampler = params.sampler.to_string();
+        let model = request.model.clone();
+        encode(&images, &params, &sampler, &model, &request)
+    });
+    // Wait for the job; on shutdown give it the grace period, then hand it back.
+    let mut shutdown = shutdown.clone();
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            changed = shutdown.changed(), if !*shutdown.borrow() => {
+                if changed.is_ok() && *shutdown.borrow() {
+                    tracing::info!(job = %claim.job_id, grace = ?s.shutdown_grace, "shutting down: finishing the job in hand");
+                    let (reasons, stop, grace) = (reasons.clone(), stop.clone(), s.shutdown_grace);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        reasons.handing_back.store(true, Ordering::SeqCst);
+                        stop.store(true, Ordering::SeqCst);
+                    });
+                }
+            }
+        }
+    };
+    keeper.abort();
+    let result = result.map_err(|e| ServiceError::Panicked(e.to_string()))?;
+    finish(store, queue, &claim, result, &reasons, s).await
+}
+
+/// Encode every image in the requested format, with its infotext.
+fn encode(images: &[GeneratedImage], p: &crate::pipeline::GenerateParams, sampler: &str, model: &str, req: &darkroom_shared::request::GenerationRequest) -> Result<Vec<NewImage>, PipelineError> {
+    images
+        .iter()
+        .map(|img| {
+            let info = Infotext {
+                prompt: &p.prompt,
+                negative_prompt: p.negative_prompt.as_deref(),
+                steps: p.steps as u32,
+                sampler,
+                guidance_scale: p.guidance_scale,
+                seed: img.seed,
+                width: p.width as u32,
+                height: p.height as u32,
+                model,
+                denoising_strength: p.init_image.as_ref().map(|_| p.strength),
+            };
+            let bytes = output::encode(&img.image, req.output_format, &info.to_string()).map_err(|e| PipelineError::Invalid { field: "output_format", message: e.to_string() })?;
+            Ok(NewImage {
+                idx: img.index as i32,
+                seed: img.seed,
+                format: req.output_format.extension().to_string(),
+                width: img.image.width as u32,
+                height: img.image.height as u32,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// Record how the job ended, fenced by its lease.
+async fn finish(store: &Store, queue: &Queue, claim: &Claim, result: Result<Vec<NewImage>, PipelineError>, reasons: &StopReasons, s: &Settings) -> Result<(), ServiceError> {
+    let id = claim.job_id;
+    match result {
+        Ok(images) => {
+            if store.complete(id, claim.lease, &images).await? {
+                tracing::info!(job = %id, images = images.len(), "job succeeded");
+            } else {
+                tracing::warn!(job = %id, "finished after losing the lease: result discarded");
+            }
+        }
+        Err(PipelineError::Canceled) => {
+            if reasons.handing_back.load(Ordering::SeqCst) {
+                store.release(id, claim.lease).await?;
+                queue.enqueue(&claim.model, claim.tenant_id, id).await?;
+                tracing::info!(job = %id, "handed back to the queue");
+            } else if reasons.lease_lost.load(Ordering::SeqCst) {
+                tracing::warn!(job = %id, "stopped: the lease was lost to another worker");
+            } else if store.mark_canceled(id, claim.lease).await? {
+                tracing::info!(job = %id, "canceled");
+            }
+        }
+        Err(e) => {
+            let retry = !matches!(e, PipelineError::Invalid { .. });
+            let message = e.to_string();
+            match store.fail(id, claim.lease, &message, retry, s.max_attempts).await? {
+                Some(JobStatus::Queued) => {
+                    queue.enqueue(&claim.model, claim.tenant_id, id).await?;
+                    tracing::warn!(job = %id, "attempt {} failed, retrying: {message}", claim.attempts);
+                }
+                Some(status) => tracing::warn!(job = %id, "job {}: {message}", status.as_str()),
+                None => tracing::warn!(job = %id, "failed after losing the lease: {message}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// While the job runs: forward progress (coalesced) and renew the lease; stop the pipeline
+/// when the client cancels or the lease is lost.
+async fn keep_lease(store: Store, claim: Claim, lease: Duration, mut progress: mpsc::UnboundedReceiver<(usize, usize)>, reasons: Arc<StopReasons>, stop: Arc<AtomicBool>) {
+    let mut renew = tokio::time::interval(lease / 3);
+    renew.tick().await; // the claim just set the lease
+    loop {
+        let state = tokio::select! {
+            _ = renew.tick() => store.renew(claim.job_id, claim.lease, lease).await,
+            got = progress.recv() => {
+                let Some(mut latest) = got else { return };
+                while let Ok(next) = progress.try_recv() {
+                    latest = next;
+                }
+                store.progress(claim.job_id, claim.lease, latest.0 as i32, latest.1 as i32).await
+            }
+        };
+        match state {
+            Ok(LeaseState::Held { cancel: false }) => {}
+            Ok(LeaseState::Held { cancel: true }) => {
+                reasons.canceled.store(true, Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
+            }
+            Ok(LeaseState::Lost) => {
+                reasons.lease_lost.store(true, Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
+            }
+            Err(e) => tracing::warn!(job = %claim.job_id, "lease/progress update failed: {e}"),
+        }
+    }
+}
