@@ -201,13 +201,15 @@ async fn handle(store: &Store, queue: &Queue, models: &HashMap<String, Served>, 
     let request = claim.request.clone();
     let observer_stop = stop.clone();
     let mut work = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
         let params = resolve(&request, p.model())?;
         let mut observer = JobObserver { progress: progress_tx, stop: observer_stop };
         let (images, _) = p.generate(&params, &mut observer)?;
         let sampler = params.sampler.to_string();
         let model = request.model.clone();
-        encode(&images, &params, &sampler, &model, &request)
+        let encoded = encode(&images, &params, &sampler, &model, &request)?;
+        Ok((encoded, started.elapsed()))
     });
     // Wait for the job; on shutdown give it the grace period, then hand it back.
     let mut shutdown = shutdown.clone();
@@ -263,10 +265,11 @@ fn encode(images: &[GeneratedImage], p: &crate::pipeline::GenerateParams, sample
 }
 
 /// Record how the job ended, fenced by its lease.
-async fn finish(store: &Store, queue: &Queue, claim: &Claim, result: Result<Vec<NewImage>, PipelineError>, reasons: &StopReasons, s: &Settings) -> Result<(), ServiceError> {
+async fn finish(store: &Store, queue: &Queue, claim: &Claim, result: Result<(Vec<NewImage>, Duration), PipelineError>, reasons: &StopReasons, s: &Settings) -> Result<(), ServiceError> {
     let id = claim.job_id;
     match result {
-        Ok(images) => {
+        Ok((images, compute)) => {
+            store.record_compute_time(id, claim.lease, compute).await?;
             if store.complete(id, claim.lease, &images).await? {
                 tracing::info!(job = %id, images = images.len(), "job succeeded");
             } else {

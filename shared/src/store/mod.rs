@@ -9,6 +9,7 @@ use sqlx::{PgPool, Postgres};
 mod catalog;
 mod jobs;
 mod tenants;
+mod timing;
 
 pub use catalog::{ModelEntry, ModelInfo};
 pub use tenants::{Tenant, TenantSummary};
