@@ -884,7 +884,6 @@ fn is_chinese_char(c: char) -> bool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Instant;
 
     const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/models");
     const CORPUS: &str = concat!(
