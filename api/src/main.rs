@@ -1,14 +1,60 @@
-//! `darkroom-api`: the stateless HTTP front end. The job service arrives with issue 3;
-//! for now the binary only reports its version so the workspace builds end to end.
-use clap::Parser;
+//! `darkroom-api`: the stateless HTTP front end of the job service (`serve`) and its
+//! administration (`migrate`, `tenant`, `token`).
+mod admin;
+mod app;
+mod auth;
+mod cli;
+mod error;
+mod json;
+mod routes;
+mod serve;
+mod service;
+mod shutdown;
+mod wait;
 
-/// Darkroom API server.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Cli {}
+use std::process::ExitCode;
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    eprintln!("darkroom-api: the job service is not built yet (see issue 3)");
+use anyhow::anyhow;
+use darkroom_shared::store::Store;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_args();
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("darkroom-api: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Every message carries its causes already (no `{:#}` chain, which would repeat them).
+            eprintln!("darkroom-api: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(cli.backends, args).await?,
+        command => {
+            // Every administration command connects, migrates (cheap when up to date), acts.
+            let store = Store::connect(&cli.backends.database_url, 2).await.map_err(|e| anyhow!("connecting to Postgres (DATABASE_URL): {e}"))?;
+            store.migrate().await.map_err(|e| anyhow!("migrating the database: {e}"))?;
+            admin::run(&store, &command).await?;
+        }
+    }
     Ok(())
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides the default (`info`, sqlx at `warn`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

@@ -8,3 +8,4 @@ pub mod recovery;
 pub mod request;
 pub mod sampler;
 pub mod store;
+pub mod validate;

@@ -114,6 +114,7 @@ impl Runtime {
         let env = ort::init_from(&library)
             .map_err(|e| load_err(e.to_string()))?
             .with_name("darkroom")
+            .with_telemetry(false)
             .build()
             .map_err(|e| load_err(e.to_string()))?;
         let provider = match choice {

@@ -1,6 +1,7 @@
 //! Jobs: submission and reads (scoped to a tenant), the worker's fenced lifecycle (claim,
 //! renew, progress, complete, fail, hand back), and recovery (expired leases, queued jobs).
 //! Every change to a terminal state is announced on [`JOB_CHANNEL`](super::JOB_CHANNEL).
+use std::collections::HashMap;
 use std::time::Duration;
 
 use sqlx::types::Json;
@@ -71,6 +72,23 @@ impl Store {
 
     pub async fn images(&self, job: Uuid) -> Result<Vec<ImageMeta>, StoreError> {
         Ok(sqlx::query_as("SELECT idx, seed, format, width, height FROM images WHERE job_id = $1 ORDER BY idx").bind(job).fetch_all(self.pool()).await?)
+    }
+
+    /// The image metadata of several jobs in one query, by job.
+    pub async fn images_of(&self, jobs: &[Uuid]) -> Result<HashMap<Uuid, Vec<ImageMeta>>, StoreError> {
+        let mut out: HashMap<Uuid, Vec<ImageMeta>> = HashMap::new();
+        if jobs.is_empty() {
+            return Ok(out);
+        }
+        let rows: Vec<(Uuid, i32, i64, String, i32, i32)> =
+            sqlx::query_as("SELECT job_id, idx, seed, format, width, height FROM images WHERE job_id = ANY ($1) ORDER BY job_id, idx")
+                .bind(jobs)
+                .fetch_all(self.pool())
+                .await?;
+        for (job, idx, seed, format, width, height) in rows {
+            out.entry(job).or_default().push(ImageMeta { idx, seed, format, width, height });
+        }
+        Ok(out)
     }
 
     /// All images of a job with their bytes.

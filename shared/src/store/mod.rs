@@ -12,7 +12,7 @@ mod tenants;
 mod timing;
 
 pub use catalog::{ModelEntry, ModelInfo};
-pub use tenants::{Tenant, TenantSummary};
+pub use tenants::{Tenant, TenantSummary, VISIBLE_PREFIX_LEN};
 
 /// The channel on which job state changes are announced (payload: the job id).
 pub const JOB_CHANNEL: &str = "darkroom_jobs";

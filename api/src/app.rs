@@ -1,0 +1,41 @@
+//! The router: every route, the body limit, panics and unknown routes answered in our error
+//! shape, and request tracing (method, path and status only: never headers).
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::error::{panic_response, ApiError};
+use crate::routes;
+use crate::service::Service;
+
+/// The whole HTTP surface of `darkroom-api serve`.
+pub fn router(service: Arc<Service>) -> Router {
+    let limit = service.settings().max_body_bytes;
+    Router::new()
+        .merge(routes::jobs::router())
+        .merge(routes::models::router())
+        .merge(routes::health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO).include_headers(false))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(service)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}

@@ -1,0 +1,170 @@
+//! `/v1/jobs`: submit (optionally waiting with `Prefer: wait`), read, list, cancel, images.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use darkroom_shared::request::GenerationRequest;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::view::{content_type, job_url, JobList, JobView};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::service::Service;
+
+/// Page sizes of `GET /v1/jobs`.
+const DEFAULT_LIMIT: usize = 20;
+const MAX_LIMIT: usize = 100;
+
+pub fn router() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/v1/jobs", post(create).get(list))
+        .route("/v1/jobs/{id}", get(show))
+        .route("/v1/jobs/{id}/cancel", post(cancel))
+        .route("/v1/jobs/{id}/images/{index}", get(image))
+}
+
+/// `POST /v1/jobs`: 202 with the queued job; with `Prefer: wait[=N]`, 200 with the finished job
+/// (images inline) or 202 with the job as it stands when the wait ends.
+async fn create(State(service): State<Arc<Service>>, caller: Caller, headers: HeaderMap, ApiJson(request): ApiJson<GenerationRequest>) -> Result<Response, ApiError> {
+    let wait = preferred_wait(&headers, service.settings().max_wait);
+    let tenant = caller.tenant.id;
+    let mut job = service.submit(tenant, request).await?;
+    if let Some(wait) = wait {
+        job = service.wait_for(tenant, job.id, wait).await?;
+        if job.status.is_terminal() {
+            return Ok(Json(JobView::from(service.with_images(job).await?)).into_response());
+        }
+    }
+    let id = job.id;
+    let view = JobView::from(service.details(job).await?);
+    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    if let Ok(location) = HeaderValue::from_str(&job_url(id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/jobs/{id}`.
+async fn show(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(service.job(caller.tenant.id, job.id).await?.into()))
+}
+
+/// `POST /v1/jobs/{id}/cancel`: the job after the request (queued: canceled at once; running:
+/// `cancel_requested`, it stops at its next step; finished: unchanged).
+async fn cancel(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(service.cancel(caller.tenant.id, job.id).await?.into()))
+}
+
+/// `GET /v1/jobs/{id}/images/{index}`: the image's bytes with their Content-Type.
+async fn image(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Response, ApiError> {
+    let index = job.index.ok_or_else(|| ApiError::NotFound(format!("job {} has no such image", job.id)))?;
+    let (format, bytes) = service.image(caller.tenant.id, job.id, index).await?;
+    let headers = [(header::CONTENT_TYPE, content_type(&format)), (header::CACHE_CONTROL, "private, max-age=86400, immutable")];
+    Ok((headers, bytes).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+/// `GET /v1/jobs?limit=&before=`: the caller's jobs, newest first.
+async fn list(State(service): State<Arc<Service>>, caller: Caller, params: Result<Query<ListParams>, QueryRejection>) -> Result<Json<JobList>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::Malformed { field: None, message: format!("the query string cannot be read: {}", e.body_text()) })?;
+    let limit = match params.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(raw) => raw.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| ApiError::Parameter {
+            field: "limit",
+            message: format!("limit must be an integer from 1 to {MAX_LIMIT}; got {raw:?}"),
+        })?,
+    };
+    let before = match params.before.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| ApiError::Parameter {
+            field: "before",
+            message: format!("before must be a job id (the `next` of the previous page); got {raw:?}"),
+        })?),
+    };
+    let page = service.list(caller.tenant.id, before, limit).await?;
+    Ok(Json(JobList { data: page.jobs.into_iter().map(JobView::from).collect(), next: page.next }))
+}
+
+/// The job (and image index) a path names; a malformed id is simply not found.
+struct JobRef {
+    id: Uuid,
+    index: Option<i32>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for JobRef {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound("no such job".into()))?;
+        let raw = params.get("id").map(String::as_str).unwrap_or("");
+        let id = raw.parse().map_err(|_| ApiError::NotFound(format!("no job {raw}")))?;
+        let index = match params.get("index") {
+            None => None,
+            Some(raw) => Some(raw.parse().map_err(|_| ApiError::NotFound(format!("job {id} has no image {raw}")))?),
+        };
+        Ok(JobRef { id, index })
+    }
+}
+
+/// The wait a request asks for with `Prefer: wait` (the longest allowed) or `Prefer: wait=N`
+/// (seconds, capped at `max`), as in RFC 7240. Absent, zero or unreadable: no wait.
+fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+    let prefs = headers.get_all("prefer").into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    for pref in prefs {
+        let pref = pref.split(';').next().unwrap_or("").trim();
+        let (name, value) = match pref.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+            None => (pref, None),
+        };
+        if !name.eq_ignore_ascii_case("wait") {
+            continue;
+        }
+        return match value {
+            None => Some(max),
+            Some(v) => v.parse::<u64>().ok().filter(|&n| n > 0).map(|n| Duration::from_secs(n).min(max)),
+        };
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wait(values: &[&str]) -> Option<u64> {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append("prefer", HeaderValue::from_str(v).unwrap());
+        }
+        preferred_wait(&h, Duration::from_secs(300)).map(|d| d.as_secs())
+    }
+
+    #[test]
+    fn prefer_wait() {
+        assert_eq!(wait(&[]), None);
+        assert_eq!(wait(&["wait"]), Some(300));
+        assert_eq!(wait(&["Wait=5"]), Some(5));
+        assert_eq!(wait(&["respond-async, wait=10"]), Some(10));
+        assert_eq!(wait(&["return=minimal", "wait = \"7\""]), Some(7));
+        assert_eq!(wait(&["wait=100000"]), Some(300));
+        assert_eq!(wait(&["wait=0"]), None);
+        assert_eq!(wait(&["wait=soon"]), None);
+        assert_eq!(wait(&["waiting=3"]), None);
+    }
+}

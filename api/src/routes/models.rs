@@ -1,0 +1,40 @@
+//! `GET /v1/models`: the catalog, with how many live workers serve each model.
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::service::Service;
+
+pub fn router() -> Router<Arc<Service>> {
+    Router::new().route("/v1/models", get(list))
+}
+
+#[derive(Serialize)]
+struct ModelView {
+    id: String,
+    /// `sd` or `sdxl`.
+    family: String,
+    native_size: i32,
+    img2img: bool,
+    live_workers: i64,
+}
+
+#[derive(Serialize)]
+struct ModelList {
+    data: Vec<ModelView>,
+}
+
+async fn list(State(service): State<Arc<Service>>, _caller: Caller) -> Result<Json<ModelList>, ApiError> {
+    let data = service
+        .models()
+        .await?
+        .into_iter()
+        .map(|m| ModelView { id: m.id, family: m.family, native_size: m.native_size, img2img: m.img2img, live_workers: m.live_workers })
+        .collect();
+    Ok(Json(ModelList { data }))
+}

@@ -1,0 +1,117 @@
+//! `darkroom-api serve`: connect to Postgres (migrating it) and Redis, recover once, start the
+//! background tasks (job listener, waiter sweep, recovery, enqueue retries), then serve HTTP
+//! until SIGTERM/SIGINT, finishing the requests in flight.
+use std::future::Future;
+use std::time::Duration;
+
+use darkroom_shared::config::Backends;
+use darkroom_shared::queue::{Queue, QueueError};
+use darkroom_shared::recovery;
+use darkroom_shared::store::{Store, StoreError};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::service::{Service, Settings};
+use crate::wait::{self, Waiters};
+use crate::{app, shutdown};
+
+/// How long start-up keeps retrying a backend that does not answer yet.
+const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
+/// How often the waiter sweep checks for finished jobs whose notification was lost.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("Postgres (DATABASE_URL): {0}")]
+    Store(#[from] StoreError),
+    #[error("Redis (REDIS_URL): {0}")]
+    Queue(#[from] QueueError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("serving HTTP: {0}")]
+    Serve(std::io::Error),
+    #[error("interrupted during start-up")]
+    Interrupted,
+}
+
+pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown::on_signal(shutdown.clone()));
+
+    let store = patiently("Postgres", &shutdown, || async {
+        let store = Store::connect(&backends.database_url, backends.db_connections).await?;
+        store.migrate().await?;
+        Ok::<_, StoreError>(store)
+    })
+    .await?;
+    let queue = patiently("Redis", &shutdown, || Queue::connect(&backends.redis_url, &backends.redis_prefix)).await?;
+    let delivery = args.delivery;
+    match recovery::recover(&store, &queue, delivery.max_attempts).await {
+        Ok(report) => tracing::info!(?report, "start-up recovery"),
+        Err(e) => tracing::warn!("start-up recovery failed (the background pass retries): {e}"),
+    }
+
+    let waiters = Waiters::default();
+    let settings = Settings {
+        max_body_bytes: args.max_body_bytes,
+        max_wait: Duration::from_secs(args.max_wait_secs),
+        worker_live: delivery.worker_live(),
+    };
+    let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(wait::listen(store.clone(), waiters.clone(), shutdown.clone()));
+    tasks.spawn(wait::sweep(store.clone(), waiters, SWEEP_EVERY, shutdown.clone()));
+    tasks.spawn(recovery::run(store, queue, delivery.max_attempts, delivery.recovery_every(), shutdown.clone().cancelled_owned()));
+    let (retrying, stop, every) = (service.clone(), shutdown.clone(), delivery.recovery_every());
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => retrying.retry_unqueued().await,
+            }
+        }
+    });
+
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|source| ServeError::Bind { addr: args.listen.clone(), source })?;
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("listening on http://{addr}"),
+        Err(_) => tracing::info!("listening on {}", args.listen),
+    }
+    axum::serve(listener, app::router(service))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .map_err(ServeError::Serve)?;
+
+    shutdown.cancel();
+    let drained = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("background tasks did not stop within 5 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Try `connect` until it succeeds, [`STARTUP_PATIENCE`] passes (then its last error) or a
+/// shutdown is asked for.
+async fn patiently<T, E, F, Fut>(what: &str, shutdown: &CancellationToken, mut connect: F) -> Result<T, ServeError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display + Into<ServeError>,
+{
+    let give_up = tokio::time::Instant::now() + STARTUP_PATIENCE;
+    loop {
+        match connect().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() >= give_up => return Err(e.into()),
+            Err(e) => tracing::warn!("{what} is not answering yet ({e}); retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(ServeError::Interrupted),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}

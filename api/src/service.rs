@@ -1,0 +1,235 @@
+//! The boundary between HTTP and the backends: every operation a route (of any dialect) performs,
+//! in terms of tenants, canonical requests and jobs. Handlers translate HTTP to these calls and
+//! the results to their JSON; nothing above this module touches the store or the queue.
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use darkroom_shared::job::{ImageMeta, Job, JobStatus};
+use darkroom_shared::queue::Queue;
+use darkroom_shared::request::GenerationRequest;
+use darkroom_shared::store::{ModelInfo, Store, Tenant};
+use darkroom_shared::validate::{self, Limits};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::wait::Waiters;
+
+/// Limits and windows the service applies.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The largest request body, and the most bytes a decoded init image may take.
+    pub max_body_bytes: usize,
+    /// The longest a request may wait for its job (`Prefer: wait`).
+    pub max_wait: Duration,
+    /// A worker is live while its heartbeat is at most this old.
+    pub worker_live: Duration,
+}
+
+/// A job with what its views show: image metadata and, while queued, its queue position.
+#[derive(Clone, Debug)]
+pub struct JobDetails {
+    pub job: Job,
+    pub images: Vec<ImageMeta>,
+    pub queue_position: Option<i64>,
+}
+
+/// A job with its images' bytes (what a finished wait answers).
+#[derive(Clone, Debug)]
+pub struct JobWithImages {
+    pub job: Job,
+    pub images: Vec<(ImageMeta, Vec<u8>)>,
+}
+
+/// One page of a tenant's jobs, and the cursor of the next page.
+#[derive(Clone, Debug)]
+pub struct JobPage {
+    pub jobs: Vec<JobDetails>,
+    pub next: Option<Uuid>,
+}
+
+/// Whether each backend answers.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    pub postgres: Result<(), String>,
+    pub redis: Result<(), String>,
+}
+
+/// A job whose enqueue failed (Redis down), retried in the background.
+#[derive(Clone, Debug)]
+struct Unqueued {
+    model: String,
+    tenant: Uuid,
+    job: Uuid,
+}
+
+/// The job service as the HTTP layer sees it.
+pub struct Service {
+    store: Store,
+    queue: Queue,
+    waiters: Waiters,
+    settings: Settings,
+    shutdown: CancellationToken,
+    unqueued: Mutex<Vec<Unqueued>>,
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no job {id}"))
+}
+
+impl Service {
+    pub fn new(store: Store, queue: Queue, waiters: Waiters, settings: Settings, shutdown: CancellationToken) -> Arc<Service> {
+        Arc::new(Service { store, queue, waiters, settings, shutdown, unqueued: Mutex::new(Vec::new()) })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The tenant an API token belongs to, if it is known and not revoked.
+    pub async fn tenant_for_token(&self, token: &str) -> Result<Option<Tenant>, ApiError> {
+        Ok(self.store.tenant_for_token(token).await?)
+    }
+
+    /// Validate `request` against the catalog, store it as a queued job, then enqueue it. A
+    /// failed enqueue (Redis down) still leaves a queued job: it is retried in the background.
+    pub async fn submit(&self, tenant: Uuid, request: GenerationRequest) -> Result<Job, ApiError> {
+        let catalog = self.store.list_models(self.settings.worker_live).await?;
+        let limits = Limits { max_init_image_bytes: self.settings.max_body_bytes as u64 };
+        let request = if request.init_image.is_some() {
+            // Decoding an image is CPU work: keep it off the async executor.
+            tokio::task::spawn_blocking(move || validate::validate(&request, &catalog, &limits))
+                .await
+                .map_err(|e| ApiError::Internal(format!("validation task: {e}")))??
+        } else {
+            validate::validate(&request, &catalog, &limits)?
+        };
+        let job = self.store.insert_job(tenant, &request).await?;
+        if let Err(e) = self.queue.enqueue(&job.model, tenant, job.id).await {
+            tracing::warn!(job = %job.id, "could not enqueue the job in Redis ({e}); it stays queued in Postgres and is retried");
+            self.lock_unqueued().push(Unqueued { model: job.model.clone(), tenant, job: job.id });
+        }
+        Ok(job)
+    }
+
+    fn lock_unqueued(&self) -> std::sync::MutexGuard<'_, Vec<Unqueued>> {
+        self.unqueued.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Enqueue the jobs whose enqueue failed, while they are still queued in Postgres.
+    pub async fn retry_unqueued(&self) {
+        let pending = std::mem::take(&mut *self.lock_unqueued());
+        let mut still = Vec::new();
+        for u in pending {
+            match self.store.job_status(u.job).await {
+                Ok(Some(JobStatus::Queued)) => {}
+                Ok(_) => continue,
+                Err(_) => {
+                    still.push(u);
+                    continue;
+                }
+            }
+            match self.queue.enqueue(&u.model, u.tenant, u.job).await {
+                Ok(()) => tracing::info!(job = %u.job, "enqueued after an earlier failure"),
+                Err(_) => still.push(u),
+            }
+        }
+        self.lock_unqueued().extend(still);
+    }
+
+    /// Wait until the job is finished, `timeout` passes or the server shuts down, then return
+    /// the job as it stands. Wake-ups come from the listener and the sweep (see `wait`).
+    pub async fn wait_for(&self, tenant: Uuid, id: Uuid, timeout: Duration) -> Result<Job, ApiError> {
+        let deadline = Instant::now() + timeout.min(self.settings.max_wait);
+        loop {
+            let mut registration = self.waiters.register(id);
+            let job = self.store.job(tenant, id).await?.ok_or_else(|| not_found(id))?;
+            if job.status.is_terminal() || Instant::now() >= deadline || self.shutdown.is_cancelled() {
+                return Ok(job);
+            }
+            tokio::select! {
+                _ = registration.woken() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// One of the tenant's jobs, with its images and (while queued) its queue position.
+    pub async fn job(&self, tenant: Uuid, id: Uuid) -> Result<JobDetails, ApiError> {
+        let job = self.store.job(tenant, id).await?.ok_or_else(|| not_found(id))?;
+        self.details(job).await
+    }
+
+    /// What the views show of `job`: its images and, while queued, its queue position.
+    pub async fn details(&self, job: Job) -> Result<JobDetails, ApiError> {
+        let queue_position = match job.status {
+            JobStatus::Queued => Some(self.store.queue_position(&job).await?),
+            _ => None,
+        };
+        let images = match job.status {
+            JobStatus::Succeeded => self.store.images(job.id).await?,
+            _ => Vec::new(),
+        };
+        Ok(JobDetails { job, images, queue_position })
+    }
+
+    /// A finished job with its images' bytes.
+    pub async fn with_images(&self, job: Job) -> Result<JobWithImages, ApiError> {
+        let images = match job.status {
+            JobStatus::Succeeded => self.store.images_with_bytes(job.id).await?,
+            _ => Vec::new(),
+        };
+        Ok(JobWithImages { job, images })
+    }
+
+    /// The tenant's jobs, newest first, `limit` at a time, older than `before` when given.
+    pub async fn list(&self, tenant: Uuid, before: Option<Uuid>, limit: usize) -> Result<JobPage, ApiError> {
+        let mut jobs = self.store.list_jobs(tenant, before, limit as i64 + 1).await?;
+        let next = if jobs.len() > limit {
+            jobs.truncate(limit);
+            jobs.last().map(|j| j.id)
+        } else {
+            None
+        };
+        let ids: Vec<Uuid> = jobs.iter().filter(|j| j.status == JobStatus::Succeeded).map(|j| j.id).collect();
+        let mut images = self.store.images_of(&ids).await?;
+        let jobs = jobs
+            .into_iter()
+            .map(|job| {
+                let images = images.remove(&job.id).unwrap_or_default();
+                JobDetails { job, images, queue_position: None }
+            })
+            .collect();
+        Ok(JobPage { jobs, next })
+    }
+
+    /// Cancel: a queued job ends at once, a running one stops at its next step.
+    pub async fn cancel(&self, tenant: Uuid, id: Uuid) -> Result<JobDetails, ApiError> {
+        let job = self.store.cancel(tenant, id).await?.ok_or_else(|| not_found(id))?;
+        self.details(job).await
+    }
+
+    /// One image of one of the tenant's jobs: its format name and bytes.
+    pub async fn image(&self, tenant: Uuid, id: Uuid, index: i32) -> Result<(String, Vec<u8>), ApiError> {
+        self.store
+            .image(tenant, id, index)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("job {id} has no image {index}")))
+    }
+
+    /// The model catalog with live worker counts.
+    pub async fn models(&self) -> Result<Vec<ModelInfo>, ApiError> {
+        Ok(self.store.list_models(self.settings.worker_live).await?)
+    }
+
+    /// Ask both backends, each within `timeout`.
+    pub async fn readiness(&self, timeout: Duration) -> Readiness {
+        let pg = tokio::time::timeout(timeout, self.store.ping());
+        let redis = tokio::time::timeout(timeout, self.queue.ping());
+        let (pg, redis) = tokio::join!(pg, redis);
+        let flat = |r: Result<Result<(), String>, tokio::time::error::Elapsed>| r.unwrap_or_else(|_| Err("timed out".into()));
+        Readiness { postgres: flat(pg.map(|r| r.map_err(|e| e.to_string()))), redis: flat(redis.map(|r| r.map_err(|e| e.to_string()))) }
+    }
+}

@@ -1,0 +1,192 @@
+//! Synchronous waiting for jobs (`Prefer: wait`), without a polling loop per waiter.
+//!
+//! One [`listen`] task per process LISTENs on the store's job channel (payload: a job id) and
+//! wakes the waiters registered for that id. Notifications are lost while the listener is
+//! disconnected, so after every (re)connect it wakes everyone to re-check, and one [`sweep`]
+//! task checks all waited-on ids in a single query every second and wakes the finished ones.
+//!
+//! The protocol for a waiter (see `Service::wait_for`): register, then read the row, then wait
+//! for a wake-up (or its deadline); on wake-up, register again and re-read.
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use darkroom_shared::store::{Store, JOB_CHANNEL};
+use sqlx::postgres::PgListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Who waits for which job.
+#[derive(Clone, Default)]
+pub struct Waiters {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_key: u64,
+    by_job: HashMap<Uuid, Vec<(u64, oneshot::Sender<()>)>>,
+}
+
+/// One waiter's registration; dropping it unregisters.
+pub struct Registration {
+    job: Uuid,
+    key: u64,
+    rx: oneshot::Receiver<()>,
+    waiters: Waiters,
+}
+
+impl Registration {
+    /// Resolves when the job is announced (or everyone is told to re-check).
+    pub async fn woken(&mut self) {
+        // A dropped sender also means "re-check".
+        let _ = (&mut self.rx).await;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut inner = self.waiters.lock();
+        if let Some(list) = inner.by_job.get_mut(&self.job) {
+            list.retain(|(k, _)| *k != self.key);
+            if list.is_empty() {
+                inner.by_job.remove(&self.job);
+            }
+        }
+    }
+}
+
+impl Waiters {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // No code panics while holding the lock; if one ever did, the map is still consistent.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Register interest in `job`; do this before reading the job's row.
+    pub fn register(&self, job: Uuid) -> Registration {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.lock();
+        inner.next_key += 1;
+        let key = inner.next_key;
+        inner.by_job.entry(job).or_default().push((key, tx));
+        Registration { job, key, rx, waiters: self.clone() }
+    }
+
+    /// Wake every waiter of `job`.
+    pub fn wake(&self, job: Uuid) {
+        let senders = self.lock().by_job.remove(&job).unwrap_or_default();
+        for (_, tx) in senders {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Wake every waiter (after notifications may have been lost).
+    pub fn wake_all(&self) {
+        let all = std::mem::take(&mut self.lock().by_job);
+        for (_, tx) in all.into_values().flatten() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The jobs someone is waiting for.
+    pub fn waited_on(&self) -> Vec<Uuid> {
+        self.lock().by_job.keys().copied().collect()
+    }
+}
+
+/// LISTEN for job announcements until `shutdown`, reconnecting as needed.
+pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(250);
+    while !shutdown.is_cancelled() {
+        let listener = async {
+            let mut l = PgListener::connect_with(store.pool()).await?;
+            l.listen(JOB_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(l)
+        };
+        let mut listener = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            l = listener => match l {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("job listener could not connect: {e}; retrying in {backoff:?}");
+                    tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(250);
+        tracing::debug!("job listener connected");
+        // Anything announced before this point may have been missed.
+        waiters.wake_all();
+        loop {
+            let next = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.try_recv() => n,
+            };
+            match next {
+                Ok(Some(n)) => match n.payload().parse() {
+                    Ok(job) => waiters.wake(job),
+                    Err(_) => tracing::debug!(payload = n.payload(), "ignoring a malformed job notification"),
+                },
+                // The connection dropped and was re-established (LISTEN included).
+                Ok(None) => {
+                    tracing::warn!("job listener reconnected; waiters re-check");
+                    waiters.wake_all();
+                }
+                Err(e) => {
+                    tracing::warn!("job listener failed: {e}; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Every `every`, check all waited-on jobs in one query and wake the finished ones: a lost
+/// notification delays a waiter by at most this much.
+pub async fn sweep(store: Store, waiters: Waiters, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ids = waiters.waited_on();
+        if ids.is_empty() {
+            continue;
+        }
+        match store.finished_among(&ids).await {
+            Ok(done) => done.into_iter().for_each(|id| waiters.wake(id)),
+            Err(e) => tracing::warn!("waiter sweep failed: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wake_reaches_registered_waiters_and_drop_unregisters() {
+        let w = Waiters::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut r1 = w.register(a);
+        let mut r2 = w.register(a);
+        let r3 = w.register(b);
+        assert_eq!(w.waited_on().len(), 2);
+        w.wake(a);
+        tokio::time::timeout(Duration::from_secs(1), r1.woken()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), r2.woken()).await.unwrap();
+        assert_eq!(w.waited_on(), vec![b]);
+        drop(r3);
+        assert!(w.waited_on().is_empty());
+        let mut r4 = w.register(b);
+        w.wake_all();
+        tokio::time::timeout(Duration::from_secs(1), r4.woken()).await.unwrap();
+        drop((r1, r2, r4));
+        assert!(w.waited_on().is_empty());
+    }
+}

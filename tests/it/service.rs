@@ -1,0 +1,281 @@
+//! The job service end to end: the real API and real workers running the tiny model, over real
+//! Postgres and Redis. Workers die, stall, get stopped; Redis loses its data; tenants compete.
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use darkroom_shared::request::GenerationRequest;
+use darkroom_worker::pipeline::{NoObserver, Pipeline};
+use serde_json::{json, Value};
+
+use crate::helpers::{max_pixel_diff, model_dir, runtime, ApiServer, ServiceEnv};
+use crate::workers::{OwnRedis, Worker};
+
+/// A tenant's view of the API.
+struct Client {
+    http: reqwest::Client,
+    api: String,
+    token: String,
+}
+
+impl Client {
+    fn new(api: &ApiServer, token: &str) -> Client {
+        Client { http: reqwest::Client::new(), api: api.base.clone(), token: token.to_string() }
+    }
+
+    async fn submit(&self, body: Value) -> Value {
+        let r = self.http.post(format!("{}/v1/jobs", self.api)).bearer_auth(&self.token).json(&body).send().await.expect("POST /v1/jobs");
+        assert_eq!(r.status(), 202, "submit answered {}", r.status());
+        r.json().await.expect("job JSON")
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        let r = self.http.get(format!("{}/v1/jobs/{id}", self.api)).bearer_auth(&self.token).send().await.expect("GET job");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("job JSON")
+    }
+
+    async fn cancel(&self, id: &str) -> Value {
+        let r = self.http.post(format!("{}/v1/jobs/{id}/cancel", self.api)).bearer_auth(&self.token).send().await.expect("cancel");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("job JSON")
+    }
+
+    /// Poll until `pred` holds for the job (or panic after `timeout`).
+    async fn until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let end = Instant::now() + timeout;
+        loop {
+            let job = self.job(id).await;
+            if pred(&job) {
+                return job;
+            }
+            assert!(Instant::now() < end, "job {id} never reached the expected state; last: {job:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn finished(&self, id: &str, timeout: Duration) -> Value {
+        self.until(id, timeout, |j| ["succeeded", "failed", "canceled"].contains(&j["status"].as_str().unwrap_or(""))).await
+    }
+}
+
+fn request(steps: u32, seed: u64) -> Value {
+    json!({"model": "tiny", "prompt": "a photo of an astronaut riding a horse on mars", "width": 64, "height": 64, "steps": steps, "seed": seed})
+}
+
+fn id(job: &Value) -> String {
+    job["id"].as_str().expect("job id").to_string()
+}
+
+/// Rows in the images table for a job: "exactly one result" means exactly num_images rows.
+async fn image_rows(env: &ServiceEnv, job: &str) -> i64 {
+    let store = env.store().await;
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM images WHERE job_id = $1::uuid").bind(job).fetch_one(store.pool()).await.expect("count images");
+    n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn submit_poll_and_fetch_the_image_the_pipeline_makes() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let _worker = Worker::start(&env, &[]);
+
+    let job = client.submit(request(4, 1234)).await;
+    assert_eq!(job["status"], "queued");
+    let done = client.finished(&id(&job), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["progress"]["step"], done["progress"]["total"]);
+    assert!(done["started_at"].is_string() && done["finished_at"].is_string());
+    let url = done["images"][0]["url"].as_str().expect("image link");
+    let r = client.http.get(format!("{}{url}", client.api)).bearer_auth(&client.token).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = image::load_from_memory(&r.bytes().await.unwrap()).unwrap().to_rgb8();
+
+    // The same image as running the pipeline directly with the same settings.
+    let mut pipeline = Pipeline::load(runtime(), &model_dir("tiny-sd15")).unwrap();
+    let req: GenerationRequest = serde_json::from_value(request(4, 1234)).unwrap();
+    let params = darkroom_worker::request::resolve(&req, pipeline.model()).unwrap();
+    let (direct, _) = pipeline.generate(&params, &mut NoObserver).unwrap();
+    let served = darkroom_worker::pipeline::RgbImage { width: 64, height: 64, pixels: png.into_raw() };
+    assert!(max_pixel_diff(&served, &direct[0].image) <= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prefer_wait_answers_with_the_finished_job_and_its_images() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let _worker = Worker::start(&env, &[]);
+    let mut body = request(3, 9);
+    body["num_images"] = json!(2);
+    let r = client.http.post(format!("{}/v1/jobs", client.api)).bearer_auth(&client.token).header("Prefer", "wait=60").json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["status"], "succeeded");
+    let images = job["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    assert_eq!((images[0]["seed"].as_i64(), images[1]["seed"].as_i64()), (Some(9), Some(10)));
+    let bytes = base64::engine::general_purpose::STANDARD.decode(images[1]["b64_json"].as_str().unwrap()).unwrap();
+    assert!(image::load_from_memory(&bytes).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_a_running_job_at_its_next_step() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let _worker = Worker::start(&env, &[]);
+    let job = client.submit(request(150, 1)).await;
+    let running = client.until(&id(&job), Duration::from_secs(60), |j| j["status"] == "running" && j["progress"]["step"].as_i64() >= Some(1)).await;
+    let asked = Instant::now();
+    let after = client.cancel(&id(&running)).await;
+    assert_eq!(after["cancel_requested"], true);
+    let done = client.finished(&id(&job), Duration::from_secs(30)).await;
+    assert_eq!(done["status"], "canceled", "{done:#}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "canceled promptly");
+    assert!(done["progress"]["step"].as_i64() < Some(150));
+    assert_eq!(image_rows(&env, &id(&job)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_job_loses_it_to_another_worker_with_exactly_one_result() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[("DARKROOM_RECOVERY_SECS", "0.3")]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let doomed = Worker::start(&env, &[("DARKROOM_LEASE_SECS", "1.5")]);
+    let job = client.submit(request(60, 5)).await;
+    client.until(&id(&job), Duration::from_secs(60), |j| j["status"] == "running" && j["progress"]["step"].as_i64() >= Some(2)).await;
+    doomed.signal("KILL");
+    let _rescuer = Worker::start(&env, &[("DARKROOM_LEASE_SECS", "1.5")]);
+    let done = client.finished(&id(&job), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    assert_eq!(done["attempts"], 2);
+    assert_eq!(image_rows(&env, &id(&job)).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_lost_its_lease_cannot_finish_the_job() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[("DARKROOM_RECOVERY_SECS", "0.3")]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let stalled = Worker::start(&env, &[("DARKROOM_LEASE_SECS", "1")]);
+    let job = client.submit(request(40, 6)).await;
+    client.until(&id(&job), Duration::from_secs(60), |j| j["status"] == "running" && j["progress"]["step"].as_i64() >= Some(1)).await;
+    stalled.signal("STOP"); // frozen: no renewals, no progress
+    let other = Worker::start(&env, &[("DARKROOM_LEASE_SECS", "5")]);
+    let done = client.finished(&id(&job), Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    stalled.signal("CONT"); // wakes up believing it still runs the job
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = client.job(&id(&job)).await;
+    assert_eq!(after["status"], "succeeded");
+    assert_eq!(after["attempts"], 2);
+    assert_eq!(after["finished_at"], done["finished_at"], "the late worker changed nothing");
+    assert_eq!(image_rows(&env, &id(&job)).await, 1);
+    drop(other);
+}
+
+/// The fence itself, at the store: a completion with a superseded lease writes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn completion_is_fenced_by_the_lease() {
+    let env = ServiceEnv::new();
+    let store = env.store().await;
+    let tenant = store.create_tenant("acme").await.unwrap();
+    let req: GenerationRequest = serde_json::from_value(request(1, 1)).unwrap();
+    let job = store.insert_job(tenant.id, &req).await.unwrap();
+    let first = store.claim(job.id, uuid::Uuid::now_v7(), Duration::from_secs(30)).await.unwrap().expect("claimed");
+    sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1").bind(job.id).execute(store.pool()).await.unwrap();
+    let requeued = store.expire_leases(3).await.unwrap();
+    assert_eq!(requeued.len(), 1);
+    let second = store.claim(job.id, uuid::Uuid::now_v7(), Duration::from_secs(30)).await.unwrap().expect("claimed again");
+    let image = |idx| darkroom_shared::job::NewImage { idx, seed: 1, format: "png".into(), width: 1, height: 1, bytes: vec![1, 2, 3] };
+    assert!(!store.complete(job.id, first.lease, &[image(0)]).await.unwrap(), "the stale lease is refused");
+    assert!(store.fail(job.id, first.lease, "late", true, 3).await.unwrap().is_none());
+    assert!(store.complete(job.id, second.lease, &[image(0)]).await.unwrap());
+    assert!(!store.complete(job.id, second.lease, &[image(0)]).await.unwrap(), "and only once");
+    assert_eq!(store.images(job.id).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_job_is_lost_when_redis_loses_its_data() {
+    let env = ServiceEnv::new();
+    let redis = OwnRedis::start();
+    let redis_url = redis.url();
+    let vars = [("REDIS_URL", redis_url.as_str()), ("DARKROOM_RECOVERY_SECS", "0.3")];
+    let api = ApiServer::start(&env, &vars);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    // A worker registers the model, then leaves: the jobs below wait in the queue.
+    let mut first = Worker::start(&env, &vars);
+    first.signal("TERM");
+    assert!(first.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()));
+    let mut ids = Vec::new();
+    for seed in 0..4 {
+        ids.push(id(&client.submit(request(2, seed)).await));
+    }
+    // FLUSHALL while the jobs wait
+    let c = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = c.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // ... and a restart without persistence
+    for seed in 4..7 {
+        ids.push(id(&client.submit(request(2, seed)).await));
+    }
+    let port = redis.stop();
+    let _redis = OwnRedis::start_on(port);
+    let _worker = Worker::start(&env, &vars);
+    for job in &ids {
+        let done = client.finished(job, Duration::from_secs(120)).await;
+        assert_eq!(done["status"], "succeeded", "{done:#}");
+        assert_eq!(image_rows(&env, job).await, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_small_tenant_is_not_stuck_behind_a_big_backlog() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let big = Client::new(&api, &env.tenant_with_token("big"));
+    let small = Client::new(&api, &env.tenant_with_token("small"));
+    let _worker = Worker::start(&env, &[]);
+    let mut backlog = Vec::new();
+    for seed in 0..50 {
+        backlog.push(id(&big.submit(request(1, seed)).await));
+    }
+    let mine = id(&small.submit(request(1, 99)).await);
+    let done = small.finished(&mine, Duration::from_secs(120)).await;
+    assert_eq!(done["status"], "succeeded");
+    let store = env.store().await;
+    // Jobs that started after the small tenant's job was submitted and before it started.
+    let (started_before,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM jobs, (SELECT created_at, started_at FROM jobs WHERE id = $1::uuid) mine
+         WHERE jobs.started_at > mine.created_at AND jobs.started_at < mine.started_at",
+    )
+    .bind(&mine)
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    // Of the backlog queued before it, at most a couple ran first.
+    assert!(started_before <= 3, "{started_before} of the big tenant's jobs started first");
+    for job in backlog.iter().rev().take(3) {
+        big.finished(job, Duration::from_secs(180)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_job_in_hand_then_exits() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let mut worker = Worker::start(&env, &[]);
+    let models: Value = client.http.get(format!("{}/v1/models", client.api)).bearer_auth(&client.token).send().await.unwrap().json().await.unwrap();
+    assert!(models.to_string().contains("\"live_workers\":1"), "{models}");
+    let job = client.submit(request(30, 3)).await;
+    client.until(&id(&job), Duration::from_secs(60), |j| j["status"] == "running").await;
+    worker.signal("TERM");
+    let status = worker.wait_exit(Duration::from_secs(60)).expect("the worker exits");
+    assert!(status.success(), "{}", worker.log());
+    let done = client.job(&id(&job)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+    let models: Value = client.http.get(format!("{}/v1/models", client.api)).bearer_auth(&client.token).send().await.unwrap().json().await.unwrap();
+    assert!(models.to_string().contains("\"live_workers\":0"), "{models}");
+}

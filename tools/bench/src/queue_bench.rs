@@ -1,0 +1,177 @@
+//! `queue-bench`: the job service's own overhead, measured through the whole path.
+//!
+//! Starts a real `darkroom-api` and N real `darkroom-worker`s (the tiny SD 1.5 model, 64×64,
+//! 1 step: almost no compute) on a fresh database and Redis prefix, then for each concurrency
+//! level runs clients that submit with `Prefer: wait` and time each job end to end. The
+//! overhead of a job is its end-to-end time minus the worker's compute time (pipeline and
+//! encoding, recorded by the worker); with more clients than workers it includes waiting in line.
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Parser, Debug)]
+#[command(about = "Measure the job service's overhead (end-to-end minus compute) and throughput")]
+struct Args {
+    /// Directory holding darkroom-api and darkroom-worker.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Model directory the workers serve.
+    #[arg(long, default_value = "tests/fixtures/models/tiny-sd15")]
+    model_dir: PathBuf,
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Concurrent clients per level.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    clients: Vec<usize>,
+    /// Jobs per level.
+    #[arg(long, default_value_t = 300)]
+    jobs: usize,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres: String,
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start a process and wait for a line of its stderr containing `ready`; returns that line.
+fn start(cmd: &mut Command, ready: &str) -> anyhow::Result<(Proc, String)> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let proc = Proc(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ready = ready.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && line.contains(&ready) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(120)).context("the process did not become ready")?;
+    Ok((proc, line))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let database_url = format!("{}/darkroom_bench_{id}", args.postgres);
+    let env = [
+        ("DATABASE_URL", database_url.clone()),
+        ("REDIS_URL", args.redis_url.clone()),
+        ("DARKROOM_REDIS_PREFIX", format!("darkroom_bench_{id}")),
+        ("RUST_LOG", "warn,darkroom_worker::service=info,darkroom_api=info".into()),
+    ];
+    let api_bin = args.bin_dir.join("darkroom-api");
+    let worker_bin = args.bin_dir.join("darkroom-worker");
+    let admin = |a: &[&str]| -> anyhow::Result<String> {
+        let o = Command::new(&api_bin).args(a).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output()?;
+        if !o.status.success() {
+            bail!("darkroom-api {a:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").trim().to_string())
+    };
+    admin(&["tenant", "create", "bench"])?;
+    let token = admin(&["token", "issue", "bench"])?;
+    let (_api, line) = start(
+        Command::new(&api_bin).args(["serve", "--listen", "127.0.0.1:0"]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+        "listening on http://",
+    )?;
+    let base = format!("http://{}", line.split("listening on http://").nth(1).context("address")?.trim());
+    let model = format!("tiny={}", args.model_dir.display());
+    let mut workers = Vec::new();
+    for _ in 0..args.workers {
+        let (w, _) = start(
+            Command::new(&worker_bin).args(["run", "--ep", "cpu", "--threads", "1", "--model", &model]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
+            "waiting for jobs",
+        )?;
+        workers.push(w);
+    }
+    let store = darkroom_shared::store::Store::connect(&database_url, 4).await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let body = json!({"model": "tiny", "prompt": "a red apple", "width": 64, "height": 64, "steps": 1, "seed": 1});
+
+    println!("queue-bench: {} worker(s), tiny-sd15 64x64 1 step, {} jobs per level", args.workers, args.jobs);
+    println!("| clients | jobs/s | e2e p50 ms | compute p50 ms | overhead p50 ms | overhead p99 ms | queue wait p50 ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for (level, &clients) in std::iter::once(&1).chain(args.clients.iter()).enumerate() {
+        let jobs = if level == 0 { 20 } else { args.jobs }; // level 0 warms up
+        let started = Instant::now();
+        let per_client = jobs.div_ceil(clients);
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (http, base, token, body) = (http.clone(), base.clone(), token.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut out = Vec::new();
+                for _ in 0..per_client {
+                    let t = Instant::now();
+                    let r = http.post(format!("{base}/v1/jobs")).bearer_auth(&token).header("Prefer", "wait=120").json(&body).send().await?;
+                    let status = r.status();
+                    let job: Value = r.json().await?;
+                    let e2e = t.elapsed();
+                    if status != 200 || job["status"] != "succeeded" {
+                        bail!("job not finished: {status} {job}");
+                    }
+                    out.push((job["id"].as_str().unwrap_or_default().to_string(), e2e));
+                }
+                Ok::<_, anyhow::Error>(out)
+            }));
+        }
+        let mut results = Vec::new();
+        for t in tasks {
+            results.extend(t.await??);
+        }
+        let elapsed = started.elapsed();
+        if level == 0 {
+            continue;
+        }
+        let (mut e2e, mut compute, mut overhead, mut waits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (job, t) in &results {
+            let id: uuid::Uuid = job.parse()?;
+            let c = store.compute_time_ms(id).await?.context("compute time recorded")?;
+            let (wait,): (f64,) = sqlx::query_as("SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 FROM jobs WHERE id = $1").bind(id).fetch_one(store.pool()).await?;
+            let t = t.as_secs_f64() * 1e3;
+            e2e.push(t);
+            compute.push(c);
+            overhead.push(t - c);
+            waits.push(wait);
+        }
+        for v in [&mut e2e, &mut compute, &mut overhead, &mut waits] {
+            v.sort_by(|a, b| a.total_cmp(b));
+        }
+        println!(
+            "| {clients} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            results.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&e2e, 50.0),
+            percentile(&compute, 50.0),
+            percentile(&overhead, 50.0),
+            percentile(&overhead, 99.0),
+            percentile(&waits, 50.0)
+        );
+    }
+    drop(workers);
+    sqlx::query(&format!("DROP DATABASE IF EXISTS darkroom_bench_{id} WITH (FORCE)")).execute(&sqlx::PgPool::connect(&format!("{}/postgres", args.postgres)).await?).await.ok();
+    Ok(())
+}
