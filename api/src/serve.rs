@@ -64,16 +64,6 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     tasks.spawn(wait::listen(store.clone(), waiters.clone(), shutdown.clone()));
     tasks.spawn(wait::sweep(store.clone(), waiters, SWEEP_EVERY, shutdown.clone()));
     tasks.spawn(recovery::run(store, queue, delivery.max_attempts, delivery.recovery_every(), shutdown.clone().cancelled_owned()));
-    let (retrying, stop, every) = (service.clone(), shutdown.clone(), delivery.recovery_every());
-    tasks.spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => retrying.retry_unqueued().await,
-            }
-        }
-    });
 
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|source| ServeError::Bind { addr: args.listen.clone(), source })?;
     match listener.local_addr() {

@@ -1,7 +1,7 @@
 //! The boundary between HTTP and the backends: every operation a route (of any dialect) performs,
 //! in terms of tenants, canonical requests and jobs. Handlers translate HTTP to these calls and
 //! the results to their JSON; nothing above this module touches the store or the queue.
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use darkroom_shared::job::{ImageMeta, Job, JobStatus};
@@ -56,14 +56,6 @@ pub struct Readiness {
     pub redis: Result<(), String>,
 }
 
-/// A job whose enqueue failed (Redis down), retried in the background.
-#[derive(Clone, Debug)]
-struct Unqueued {
-    model: String,
-    tenant: Uuid,
-    job: Uuid,
-}
-
 /// The job service as the HTTP layer sees it.
 pub struct Service {
     store: Store,
@@ -71,7 +63,6 @@ pub struct Service {
     waiters: Waiters,
     settings: Settings,
     shutdown: CancellationToken,
-    unqueued: Mutex<Vec<Unqueued>>,
 }
 
 fn not_found(id: Uuid) -> ApiError {
@@ -80,7 +71,7 @@ fn not_found(id: Uuid) -> ApiError {
 
 impl Service {
     pub fn new(store: Store, queue: Queue, waiters: Waiters, settings: Settings, shutdown: CancellationToken) -> Arc<Service> {
-        Arc::new(Service { store, queue, waiters, settings, shutdown, unqueued: Mutex::new(Vec::new()) })
+        Arc::new(Service { store, queue, waiters, settings, shutdown })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -93,7 +84,8 @@ impl Service {
     }
 
     /// Validate `request` against the catalog, store it as a queued job, then enqueue it. A
-    /// failed enqueue (Redis down) still leaves a queued job: it is retried in the background.
+    /// failed enqueue (Redis down) still leaves a queued job: recovery finds it in Postgres and
+    /// enqueues it once Redis answers.
     pub async fn submit(&self, tenant: Uuid, request: GenerationRequest) -> Result<Job, ApiError> {
         let catalog = self.store.list_models(self.settings.worker_live).await?;
         let limits = Limits { max_init_image_bytes: self.settings.max_body_bytes as u64 };
@@ -107,35 +99,9 @@ impl Service {
         };
         let job = self.store.insert_job(tenant, &request).await?;
         if let Err(e) = self.queue.enqueue(&job.model, tenant, job.id).await {
-            tracing::warn!(job = %job.id, "could not enqueue the job in Redis ({e}); it stays queued in Postgres and is retried");
-            self.lock_unqueued().push(Unqueued { model: job.model.clone(), tenant, job: job.id });
+            tracing::warn!(job = %job.id, "could not enqueue the job in Redis ({e}); it stays queued in Postgres and recovery enqueues it");
         }
         Ok(job)
-    }
-
-    fn lock_unqueued(&self) -> std::sync::MutexGuard<'_, Vec<Unqueued>> {
-        self.unqueued.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Enqueue the jobs whose enqueue failed, while they are still queued in Postgres.
-    pub async fn retry_unqueued(&self) {
-        let pending = std::mem::take(&mut *self.lock_unqueued());
-        let mut still = Vec::new();
-        for u in pending {
-            match self.store.job_status(u.job).await {
-                Ok(Some(JobStatus::Queued)) => {}
-                Ok(_) => continue,
-                Err(_) => {
-                    still.push(u);
-                    continue;
-                }
-            }
-            match self.queue.enqueue(&u.model, u.tenant, u.job).await {
-                Ok(()) => tracing::info!(job = %u.job, "enqueued after an earlier failure"),
-                Err(_) => still.push(u),
-            }
-        }
-        self.lock_unqueued().extend(still);
     }
 
     /// Wait until the job is finished, `timeout` passes or the server shuts down, then return

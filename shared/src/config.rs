@@ -6,10 +6,10 @@ use std::time::Duration;
 #[derive(clap::Args, Clone, Debug)]
 pub struct Backends {
     /// Postgres URL; the database is created when missing.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/darkroom")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/darkroom")]
     pub database_url: String,
     /// Redis URL.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
     /// Prefix of every Redis key, so several deployments can share one Redis.
     #[arg(long, env = "DARKROOM_REDIS_PREFIX", default_value = "darkroom")]

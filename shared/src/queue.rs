@@ -7,6 +7,8 @@
 //! - `P:wake:{model}`: tokens that wake workers blocked waiting for the model's work;
 //! - `P:inflight`: deliveries handed to a worker but not yet claimed in Postgres, scored by
 //!   the time after which they are handed out again;
+//! - `P:pending`: every job id enqueued and not yet acknowledged by a worker, so recovery can
+//!   find queued jobs whose delivery was lost and enqueue them again;
 //! - `P:epoch`: a marker whose absence means Redis lost its data (restart, FLUSHALL).
 //!
 //! Fairness lives in one place, [`DEQUEUE`]: the tenant at the head of the ring is served
@@ -49,8 +51,9 @@ impl Delivery {
 }
 
 /// Push a job id for a tenant, add the tenant to the ring if absent, wake a worker.
-/// KEYS: ring, tenant queue, wake. ARGV: tenant, job, "1" to push at the front.
+/// KEYS: ring, tenant queue, wake, pending. ARGV: tenant, job, "1" to push at the front.
 const ENQUEUE: &str = r#"
+redis.call('SADD', KEYS[4], ARGV[2])
 if ARGV[3] == '1' then redis.call('LPUSH', KEYS[2], ARGV[2]) else redis.call('RPUSH', KEYS[2], ARGV[2]) end
 if not redis.call('LPOS', KEYS[1], ARGV[1]) then redis.call('RPUSH', KEYS[1], ARGV[1]) end
 redis.call('LPUSH', KEYS[3], '1')
@@ -152,6 +155,7 @@ impl Queue {
             .key(self.key(&["ring", model]))
             .key(self.key(&["q", model, &tenant_s]))
             .key(self.key(&["wake", model]))
+            .key(self.key(&["pending"]))
             .arg(&tenant_s)
             .arg(job.to_string())
             .arg(if front { "1" } else { "0" })
@@ -189,8 +193,25 @@ impl Queue {
     /// The worker claimed (or discarded) the delivery in Postgres: it is no longer in flight.
     pub async fn ack(&self, delivery: &Delivery) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;
-        let _: i64 = conn.zrem(self.key(&["inflight"]), delivery.member()).await?;
+        let _: (i64, i64) = redis::pipe()
+            .atomic()
+            .zrem(self.key(&["inflight"]), delivery.member())
+            .srem(self.key(&["pending"]), delivery.job.to_string())
+            .query_async(&mut conn)
+            .await?;
         Ok(())
+    }
+
+    /// Of `jobs`, those Redis knows nothing about (neither queued nor handed out unacknowledged).
+    pub async fn unknown(&self, jobs: &[Uuid]) -> Result<Vec<Uuid>, QueueError> {
+        let mut unknown = Vec::new();
+        let mut conn = self.pool.get().await?;
+        for chunk in jobs.chunks(1000) {
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            let known: Vec<bool> = redis::cmd("SMISMEMBER").arg(self.key(&["pending"])).arg(&ids).query_async(&mut conn).await?;
+            unknown.extend(chunk.iter().zip(known).filter(|(_, k)| !k).map(|(id, _)| *id));
+        }
+        Ok(unknown)
     }
 
     /// Deliveries never acknowledged in time (their worker died between Redis and Postgres).

@@ -25,17 +25,26 @@ pub struct Report {
     pub requeued: usize,
     /// Running jobs whose lease expired on their last allowed delivery (or that were canceled).
     pub ended: usize,
+    /// Queued jobs Redis did not know (a push that failed, a claim lost in a Postgres crash).
+    pub reconciled: usize,
 }
 
 /// One recovery pass.
 pub async fn recover(store: &Store, queue: &Queue, max_attempts: i32) -> Result<Report, RecoveryError> {
     let mut report = Report::default();
+    let queued = store.queued_jobs().await?;
     if queue.claim_epoch().await? {
-        let queued = store.queued_jobs().await?;
         for job in &queued {
             queue.enqueue(&job.model, job.tenant_id, job.id).await?;
         }
         report.rebuilt = Some(queued.len());
+    } else {
+        let ids: Vec<_> = queued.iter().map(|j| j.id).collect();
+        let unknown: std::collections::HashSet<_> = queue.unknown(&ids).await?.into_iter().collect();
+        for job in queued.iter().filter(|j| unknown.contains(&j.id)) {
+            queue.enqueue(&job.model, job.tenant_id, job.id).await?;
+            report.reconciled += 1;
+        }
     }
     for d in queue.take_expired_deliveries().await? {
         if store.job_status(d.job).await? == Some(JobStatus::Queued) {
@@ -66,7 +75,7 @@ pub async fn run(store: Store, queue: Queue, max_attempts: i32, every: Duration,
         }
         match recover(&store, &queue, max_attempts).await {
             Ok(r) if r == Report::default() => {}
-            Ok(r) => tracing::info!(?r.rebuilt, r.redelivered, r.requeued, r.ended, "recovery"),
+            Ok(r) => tracing::info!(?r.rebuilt, r.redelivered, r.requeued, r.ended, r.reconciled, "recovery"),
             Err(e) => tracing::warn!("recovery pass failed: {e}"),
         }
     }

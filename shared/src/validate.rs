@@ -169,6 +169,10 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
             if !(strength > 0.0 && strength <= 1.0) {
                 return Err(out_of_range("strength", "a number greater than 0 and at most 1".into(), strength));
             }
+            let strength64: f64 = strength.to_string().parse().unwrap_or(f64::from(strength));
+            if f64::from(req.steps) * strength64 < 1.0 {
+                return Err(out_of_range("strength", format!("at least 1/steps (with {} steps, at least {:.4}) so one step runs", req.steps, 1.0 / f64::from(req.steps)), strength));
+            }
             out.strength = Some(strength);
             check_init_image(image, limits)?;
         }

@@ -43,10 +43,10 @@ fn jpeg_and_webp_follow_the_extension_and_img2img_works() {
     assert_eq!(image::ImageFormat::from_path(&jpg).unwrap(), image::ImageFormat::Jpeg);
     assert!(image::load_from_memory_with_format(&std::fs::read(&jpg).unwrap(), image::ImageFormat::Jpeg).is_ok());
     let webp = dir.join("b.webp");
-    let o = generate(&["--prompt", "a dog", "--width", "64", "--height", "48", "--steps", "4", "--init-image", jpg.to_str().unwrap(), "--strength", "0.5", "-o", webp.to_str().unwrap()]);
+    let o = generate(&["--prompt", "a dog", "--width", "96", "--height", "64", "--steps", "4", "--init-image", jpg.to_str().unwrap(), "--strength", "0.5", "-o", webp.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::load_from_memory_with_format(&std::fs::read(&webp).unwrap(), image::ImageFormat::WebP).unwrap();
-    assert_eq!((img.width(), img.height()), (64, 48));
+    assert_eq!((img.width(), img.height()), (96, 64));
 }
 
 #[test]

@@ -151,7 +151,9 @@ fn main() {
     }
 }
 
-fn canonical(common: &Common, model: &str) -> GenerationRequest {
+/// The CLI's flags as a canonical request; the model is named after its directory.
+fn canonical(common: &Common) -> GenerationRequest {
+    let model = common.model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
     GenerationRequest {
         negative_prompt: common.negative_prompt.clone(),
         width: common.width,
@@ -178,7 +180,7 @@ fn format_of(path: &Path) -> anyhow::Result<OutputFormat> {
 
 fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let format = format_of(&args.output)?;
-    let mut req = canonical(&args.common, "");
+    let mut req = canonical(&args.common);
     req.num_images = args.num_images;
     req.strength = args.strength;
     req.output_format = format;
@@ -266,7 +268,7 @@ fn report(t: &Timings) {
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let c = &args.common;
-    let mut req = canonical(c, "");
+    let mut req = canonical(c);
     req.seed = Some(c.seed.unwrap_or(42));
     let (mut pipeline, _) = load(c)?;
     let params = request::resolve(&req, pipeline.model()).map_err(flag_error)?;
@@ -350,7 +352,7 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     rt.block_on(async move {
-        let store = darkroom_shared::store::Store::connect(&args.backends.database_url, args.backends.db_connections).await.context("connecting to Postgres")?;
+        let store = darkroom_shared::store::Store::connect_relaxed(&args.backends.database_url, args.backends.db_connections).await.context("connecting to Postgres")?;
         store.migrate().await.context("migrating the database")?;
         let queue = darkroom_shared::queue::Queue::connect(&args.backends.redis_url, &args.backends.redis_prefix).await.context("connecting to Redis")?;
         let (tx, rx) = tokio::sync::watch::channel(false);

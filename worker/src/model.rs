@@ -69,6 +69,8 @@ pub struct ModelDir {
     pub vae_scale_factor: usize,
     /// The size the model was trained at, in pixels.
     pub native_size: usize,
+    /// The export has a VAE encoder, so it can do img2img.
+    pub img2img: bool,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(file: &Path) -> Result<T, ModelError> {
@@ -90,6 +92,7 @@ impl ModelDir {
             vae_scaling_factor: 0.18215,
             vae_scale_factor: 8,
             native_size: 512,
+            img2img: false,
         };
         let index: ModelIndex = read_json(&dir.require("model_index.json")?)?;
         let family = if index.class_name.contains("XL") || root.join("text_encoder_2").exists() { Family::Sdxl } else { Family::Sd };
@@ -114,6 +117,7 @@ impl ModelDir {
             vae_scaling_factor,
             vae_scale_factor,
             native_size,
+            img2img: root.join("vae_encoder/model.onnx").is_file(),
             ..dir
         })
     }

@@ -407,7 +407,10 @@ pub fn img2img_begin(steps: usize, strength: f32, order: usize) -> Result<usize,
     if !(strength > 0.0 && strength <= 1.0) {
         return Err(invalid("strength", format!("must be in (0, 1], got {strength}")));
     }
-    let init = ((steps as f64 * strength as f64) as usize).min(steps);
+    // diffusers computes int(steps * strength) on the Python float the user wrote: widen the
+    // f32 through its shortest decimal form (0.3f32 -> 0.3, not 0.30000001192...).
+    let strength64: f64 = strength.to_string().parse().unwrap_or(strength as f64);
+    let init = ((steps as f64 * strength64) as usize).min(steps);
     if init == 0 {
         return Err(invalid("strength", format!("strength {strength} with {steps} steps leaves no step to run; raise strength or steps")));
     }
@@ -450,5 +453,22 @@ fn penultimate_hidden(encoder: &Graph) -> Result<String, PipelineError> {
             have: encoder.outputs().iter().map(|o| o.name.clone()).collect::<Vec<_>>().join(", "),
         }
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::img2img_begin;
+
+    #[test]
+    fn img2img_start_matches_python_float_arithmetic() {
+        // int(10 * 0.3) == 3 and int(10 * 0.6) == 6 in Python; f32 widening must not change that.
+        assert_eq!(img2img_begin(10, 0.3, 1).unwrap(), 7);
+        assert_eq!(img2img_begin(10, 0.6, 1).unwrap(), 4);
+        assert_eq!(img2img_begin(10, 0.6, 2).unwrap(), 8);
+        assert_eq!(img2img_begin(25, 1.0, 1).unwrap(), 0);
+        assert!(img2img_begin(4, 0.2, 1).is_err());
+        assert!(img2img_begin(4, 0.0, 1).is_err());
+        assert!(img2img_begin(4, 1.5, 1).is_err());
     }
 }

@@ -269,8 +269,7 @@ async fn finish(store: &Store, queue: &Queue, claim: &Claim, result: Result<(Vec
     let id = claim.job_id;
     match result {
         Ok((images, compute)) => {
-            store.record_compute_time(id, claim.lease, compute).await?;
-            if store.complete(id, claim.lease, &images).await? {
+            if store.complete_timed(id, claim.lease, &images, Some(compute)).await? {
                 tracing::info!(job = %id, images = images.len(), "job succeeded");
             } else {
                 tracing::warn!(job = %id, "finished after losing the lease: result discarded");

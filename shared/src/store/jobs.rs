@@ -178,13 +178,20 @@ impl Store {
     /// Finish a job with its images, only if `lease` still holds it. Returns false (and writes
     /// nothing) for a worker that lost its lease: every job gets exactly one result.
     pub async fn complete(&self, job: Uuid, lease: Uuid, images: &[NewImage]) -> Result<bool, StoreError> {
+        self.complete_timed(job, lease, images, None).await
+    }
+
+    /// [`Store::complete`], also recording the worker's compute time.
+    pub async fn complete_timed(&self, job: Uuid, lease: Uuid, images: &[NewImage], compute: Option<Duration>) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', finished_at = now(), lease = NULL, lease_expires_at = NULL, progress_step = progress_total
+            "UPDATE jobs SET status = 'succeeded', finished_at = now(), lease = NULL, lease_expires_at = NULL,
+                 progress_step = progress_total, compute_ms = coalesce($3, compute_ms)
              WHERE id = $1 AND lease = $2 AND status = 'running'",
         )
         .bind(job)
         .bind(lease)
+        .bind(compute.map(|d| d.as_secs_f64() * 1e3))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -299,6 +306,11 @@ impl Store {
         Ok(sqlx::query_as("SELECT id, tenant_id, model, status FROM jobs WHERE status = 'queued' AND NOT cancel_requested ORDER BY id")
             .fetch_all(self.pool())
             .await?)
+    }
+
+    /// The worker's compute time of a finished job, in milliseconds.
+    pub async fn compute_time_ms(&self, job: Uuid) -> Result<Option<f64>, StoreError> {
+        Ok(sqlx::query_as::<_, (Option<f64>,)>("SELECT compute_ms FROM jobs WHERE id = $1").bind(job).fetch_optional(self.pool()).await?.and_then(|(ms,)| ms))
     }
 
     pub async fn job_status(&self, id: Uuid) -> Result<Option<JobStatus>, StoreError> {

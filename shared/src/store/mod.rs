@@ -9,7 +9,6 @@ use sqlx::{PgPool, Postgres};
 mod catalog;
 mod jobs;
 mod tenants;
-mod timing;
 
 pub use catalog::{ModelEntry, ModelInfo};
 pub use tenants::{Tenant, TenantSummary, VISIBLE_PREFIX_LEN};
@@ -41,7 +40,20 @@ pub struct Store {
 impl Store {
     /// Connect to `url`, creating the database when it does not exist yet.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        if !Postgres::database_exists(url).await.unwrap_or(true) {
+        Store::open(url, max_connections, false).await
+    }
+
+    /// Like [`Store::connect`], for workers: commits do not wait for the WAL flush
+    /// (`synchronous_commit = off`). A Postgres crash can then forget a worker's last writes
+    /// (progress, a claim, a completion) but never corrupts anything: a forgotten claim leaves
+    /// the job queued (recovery enqueues it again), a forgotten completion leaves its lease to
+    /// expire (the job runs again). Submissions go through [`Store::connect`] and stay durable.
+    pub async fn connect_relaxed(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Store::open(url, max_connections, true).await
+    }
+
+    async fn open(url: &str, max_connections: u32, relaxed: bool) -> Result<Store, StoreError> {
+        if !Postgres::database_exists(url).await? {
             match Postgres::create_database(url).await {
                 Ok(()) => tracing::info!("created database"),
                 // another process may have created it between the two calls
@@ -49,7 +61,10 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        let options: PgConnectOptions = url.parse()?;
+        let mut options: PgConnectOptions = url.parse()?;
+        if relaxed {
+            options = options.options([("synchronous_commit", "off")]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(10))

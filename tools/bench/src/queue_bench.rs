@@ -5,6 +5,9 @@
 //! level runs clients that submit with `Prefer: wait` and time each job end to end. The
 //! overhead of a job is its end-to-end time minus the worker's compute time (pipeline and
 //! encoding, recorded by the worker); with more clients than workers it includes waiting in line.
+//! It splits into the queue wait (submitted to claimed), the worker's own time around the
+//! compute (claimed to finished, minus compute) and the API's (the rest: HTTP, validation, the
+//! insert, the wake-up of the waiting request, the answer).
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -114,8 +117,8 @@ async fn main() -> anyhow::Result<()> {
     let body = json!({"model": "tiny", "prompt": "a red apple", "width": 64, "height": 64, "steps": 1, "seed": 1});
 
     println!("queue-bench: {} worker(s), tiny-sd15 64x64 1 step, {} jobs per level", args.workers, args.jobs);
-    println!("| clients | jobs/s | e2e p50 ms | compute p50 ms | overhead p50 ms | overhead p99 ms | queue wait p50 ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| clients | jobs/s | e2e p50 ms | compute p50 ms | overhead p50 ms | overhead p99 ms | queue wait p50 ms | worker p50 ms | api p50 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (level, &clients) in std::iter::once(&1).chain(args.clients.iter()).enumerate() {
         let jobs = if level == 0 { 20 } else { args.jobs }; // level 0 warms up
         let started = Instant::now();
@@ -148,27 +151,37 @@ async fn main() -> anyhow::Result<()> {
             continue;
         }
         let (mut e2e, mut compute, mut overhead, mut waits) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut worker_side, mut api_side) = (Vec::new(), Vec::new());
         for (job, t) in &results {
             let id: uuid::Uuid = job.parse()?;
             let c = store.compute_time_ms(id).await?.context("compute time recorded")?;
-            let (wait,): (f64,) = sqlx::query_as("SELECT extract(epoch FROM started_at - created_at)::float8 * 1000 FROM jobs WHERE id = $1").bind(id).fetch_one(store.pool()).await?;
+            let (wait, held): (f64, f64) = sqlx::query_as(
+                "SELECT extract(epoch FROM started_at - created_at)::float8 * 1000, extract(epoch FROM finished_at - started_at)::float8 * 1000 FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(store.pool())
+            .await?;
             let t = t.as_secs_f64() * 1e3;
+            worker_side.push(held - c);
+            api_side.push(t - wait - held);
             e2e.push(t);
             compute.push(c);
             overhead.push(t - c);
             waits.push(wait);
         }
-        for v in [&mut e2e, &mut compute, &mut overhead, &mut waits] {
+        for v in [&mut e2e, &mut compute, &mut overhead, &mut waits, &mut worker_side, &mut api_side] {
             v.sort_by(|a, b| a.total_cmp(b));
         }
         println!(
-            "| {clients} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {clients} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             results.len() as f64 / elapsed.as_secs_f64(),
             percentile(&e2e, 50.0),
             percentile(&compute, 50.0),
             percentile(&overhead, 50.0),
             percentile(&overhead, 99.0),
-            percentile(&waits, 50.0)
+            percentile(&waits, 50.0),
+            percentile(&worker_side, 50.0),
+            percentile(&api_side, 50.0)
         );
     }
     drop(workers);
