@@ -279,3 +279,18 @@ async fn sigterm_finishes_the_job_in_hand_then_exits() {
     let models: Value = client.http.get(format!("{}/v1/models", client.api)).bearer_auth(&client.token).send().await.unwrap().json().await.unwrap();
     assert!(models.to_string().contains("\"live_workers\":0"), "{models}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_job_whose_push_to_redis_was_lost_is_still_delivered() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let _worker = Worker::start(&env, &[]);
+    // Recorded in Postgres, never pushed to Redis (an API that died between the two).
+    let store = env.store().await;
+    let tenant = store.tenant_by_name("acme").await.unwrap().expect("tenant");
+    let req: GenerationRequest = serde_json::from_value(request(2, 3)).unwrap();
+    let job = store.insert_job(tenant.id, &req).await.unwrap();
+    let done = client.finished(&job.id.to_string(), Duration::from_secs(60)).await;
+    assert_eq!(done["status"], "succeeded", "{done:#}");
+}
