@@ -294,3 +294,46 @@ async fn a_queued_job_whose_push_to_redis_was_lost_is_still_delivered() {
     let done = client.finished(&job.id.to_string(), Duration::from_secs(60)).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
 }
+
+/// A job that fails on every delivery ends `failed` with its error after the configured number of
+/// deliveries, whether the worker reports the failure or dies (its lease expires).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
+    let env = ServiceEnv::new();
+    let store = env.store().await;
+    let tenant = store.create_tenant("acme").await.unwrap();
+    let req: GenerationRequest = serde_json::from_value(request(1, 1)).unwrap();
+    let worker = uuid::Uuid::now_v7();
+    let ttl = Duration::from_secs(30);
+
+    // Reported failures: retried while attempts remain.
+    let job = store.insert_job(tenant.id, &req).await.unwrap();
+    for attempt in 1..=3 {
+        let claim = store.claim(job.id, worker, ttl).await.unwrap().expect("queued again");
+        assert_eq!(claim.attempts, attempt);
+        let status = store.fail(job.id, claim.lease, &format!("boom {attempt}"), true, 3).await.unwrap();
+        let expected = if attempt < 3 { darkroom_shared::job::JobStatus::Queued } else { darkroom_shared::job::JobStatus::Failed };
+        assert_eq!(status, Some(expected));
+    }
+    let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
+    assert_eq!((failed.status, failed.error.as_deref()), (darkroom_shared::job::JobStatus::Failed, Some("boom 3")));
+    assert!(store.claim(job.id, worker, ttl).await.unwrap().is_none());
+
+    // Dead workers: each expired lease is one delivery.
+    let job = store.insert_job(tenant.id, &req).await.unwrap();
+    for attempt in 1..=3 {
+        store.claim(job.id, worker, ttl).await.unwrap().expect("queued again");
+        sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1").bind(job.id).execute(store.pool()).await.unwrap();
+        let expired = store.expire_leases(3).await.unwrap();
+        let expected = if attempt < 3 { darkroom_shared::job::JobStatus::Queued } else { darkroom_shared::job::JobStatus::Failed };
+        assert_eq!(expired.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(), vec![(job.id, expected)]);
+    }
+    let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
+    assert_eq!(failed.status, darkroom_shared::job::JobStatus::Failed);
+    assert!(failed.error.unwrap_or_default().contains("all 3 deliveries"));
+
+    // A non-retryable failure (an invalid request) fails at once.
+    let job = store.insert_job(tenant.id, &req).await.unwrap();
+    let claim = store.claim(job.id, worker, ttl).await.unwrap().unwrap();
+    assert_eq!(store.fail(job.id, claim.lease, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
+}
