@@ -10,7 +10,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::{panic_response, ApiError};
-use crate::routes;
+use crate::{dialects, routes};
 use crate::service::Service;
 
 /// The whole HTTP surface of `darkroom-api serve`.
@@ -20,6 +20,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(routes::jobs::router())
         .merge(routes::models::router())
         .merge(routes::health::router())
+        .merge(dialects::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -4,6 +4,7 @@ mod admin;
 mod app;
 mod auth;
 mod cli;
+mod dialects;
 mod error;
 mod json;
 mod routes;
