@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup-ort.sh
+# The end-to-end tests run the real binaries: build them first (cargo test alone does not).
+cargo build --workspace --locked --bins
 cargo test --workspace --locked "$@"
