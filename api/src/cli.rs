@@ -39,8 +39,24 @@ pub struct ServeArgs {
     /// Longest `Prefer: wait` in seconds (plain `Prefer: wait` waits this long).
     #[arg(long, env = "DARKROOM_MAX_WAIT_SECS", default_value_t = 300)]
     pub max_wait_secs: u64,
+    /// The model the Hugging Face endpoint dialect (`POST /`) runs; when unset and the catalog
+    /// holds exactly one model, that one.
+    #[arg(long, env = "DARKROOM_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// A name the dialects accept for a catalog model, ALIAS=MODEL (repeatable; the variable is
+    /// comma-separated), e.g. `--model-alias SD1.5=sd15`.
+    #[arg(long = "model-alias", env = "DARKROOM_MODEL_ALIASES", value_delimiter = ',', value_parser = parse_alias)]
+    pub model_aliases: Vec<(String, String)>,
     #[command(flatten)]
     pub delivery: Delivery,
+}
+
+/// `ALIAS=MODEL`, both non-empty.
+fn parse_alias(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((alias, model)) if !alias.trim().is_empty() && !model.trim().is_empty() => Ok((alias.trim().to_string(), model.trim().to_string())),
+        _ => Err(format!("expected ALIAS=MODEL, got {raw:?}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -57,6 +57,8 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         max_body_bytes: args.max_body_bytes,
         max_wait: Duration::from_secs(args.max_wait_secs),
         worker_live: delivery.worker_live(),
+        default_model: args.default_model.clone(),
+        model_aliases: args.model_aliases.clone(),
     };
     let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
 

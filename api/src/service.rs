@@ -25,6 +25,10 @@ pub struct Settings {
     pub max_wait: Duration,
     /// A worker is live while its heartbeat is at most this old.
     pub worker_live: Duration,
+    /// The model the dialects without a model field run (Hugging Face endpoint handler).
+    pub default_model: Option<String>,
+    /// Names the dialects accept for catalog models (alias, model id), e.g. Hyperbolic's `SD1.5`.
+    pub model_aliases: Vec<(String, String)>,
 }
 
 /// A job with what its views show: image metadata and, while queued, its queue position.
@@ -183,6 +187,44 @@ impl Service {
             .image(tenant, id, index)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("job {id} has no image {index}")))
+    }
+
+    /// The tenant's newest succeeded job made for a request with this cache key, with its images.
+    pub async fn cached(&self, tenant: Uuid, key: &[u8]) -> Result<Option<JobWithImages>, ApiError> {
+        match self.store.cached_job(tenant, key).await? {
+            Some(job) => Ok(Some(self.with_images(job).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Record that `job` answers requests with this cache key.
+    pub async fn set_cache_key(&self, job: Uuid, key: &[u8]) -> Result<(), ApiError> {
+        Ok(self.store.set_cache_key(job, key).await?)
+    }
+
+    /// The tenant's settings (opaque key/value pairs a dialect keeps per tenant).
+    pub async fn tenant_settings(&self, tenant: Uuid) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
+        Ok(self.store.tenant_settings(tenant).await?)
+    }
+
+    /// Set some of the tenant's settings, all or none.
+    pub async fn set_tenant_settings(&self, tenant: Uuid, settings: &[(String, serde_json::Value)]) -> Result<(), ApiError> {
+        Ok(self.store.set_tenant_settings(tenant, settings).await?)
+    }
+
+    /// The tenant's queued and running jobs, oldest first.
+    pub async fn unfinished(&self, tenant: Uuid) -> Result<Vec<Job>, ApiError> {
+        Ok(self.store.unfinished_jobs(tenant).await?)
+    }
+
+    /// Cancel the tenant's running jobs (each stops at its next step); queued ones are left.
+    /// Returns how many were asked to stop.
+    pub async fn interrupt_running(&self, tenant: Uuid) -> Result<usize, ApiError> {
+        let running: Vec<Uuid> = self.unfinished(tenant).await?.into_iter().filter(|j| j.status == JobStatus::Running).map(|j| j.id).collect();
+        for id in &running {
+            self.store.cancel(tenant, *id).await?;
+        }
+        Ok(running.len())
     }
 
     /// The model catalog with live worker counts.

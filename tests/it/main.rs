@@ -1,6 +1,9 @@
 //! One integration-test binary: every end-to-end test, sharing the helpers in `helpers.rs`.
 mod api;
 mod cli;
+mod dialect_a1111;
+mod dialects_hf;
+mod dialects_hyperbolic;
 mod helpers;
 mod pipeline;
 mod service;

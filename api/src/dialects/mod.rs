@@ -8,7 +8,17 @@ use axum::Router;
 
 use crate::service::Service;
 
+mod a1111;
+mod common;
+mod hf_endpoint;
+mod hf_serverless;
+mod hyperbolic;
+
 /// Every dialect's routes.
 pub fn router() -> Router<Arc<Service>> {
     Router::new()
+        .merge(a1111::router())
+        .merge(hf_endpoint::router())
+        .merge(hf_serverless::router())
+        .merge(hyperbolic::router())
 }

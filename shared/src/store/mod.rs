@@ -6,10 +6,13 @@ use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres};
 
+mod cache;
 mod catalog;
 mod jobs;
+mod settings;
 mod tenants;
 
+pub use cache::cache_key;
 pub use catalog::{ModelEntry, ModelInfo};
 pub use tenants::{Tenant, TenantSummary, VISIBLE_PREFIX_LEN};
 

@@ -1,0 +1,272 @@
+//! AUTOMATIC1111's web API (`/sdapi/v1/*`, as `--api --api-auth` serves it): txt2img and
+//! img2img as jobs of the caller's tenant, the catalog as `sd-models`, per-tenant `options`
+//! (the tenant's `sd_model_checkpoint`), samplers and schedulers, and `progress` / `interrupt` /
+//! `skip` scoped to the caller's own jobs. Auth: HTTP Basic with the API token as the password
+//! (or Bearer). Handlers authenticate, translate (`translate`), call `Service`, shape the answer.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use darkroom_shared::job::{Job, JobStatus};
+use darkroom_shared::request::OutputFormat;
+use darkroom_shared::sampler::Sampler;
+use darkroom_shared::store::Tenant;
+use serde_json::{json, Map, Value};
+
+use crate::auth::presented_token;
+use crate::service::{JobWithImages, Service};
+
+mod errors;
+mod models;
+mod translate;
+
+use errors::A1111Error;
+use models::{Progress, ProgressState, SamplerItem, SchedulerItem, SdModel};
+
+type Answer<T> = Result<T, A1111Error>;
+
+/// The option key holding the tenant's checkpoint.
+const CHECKPOINT: &str = "sd_model_checkpoint";
+/// The option key holding the tenant's image format.
+const SAMPLES_FORMAT: &str = "samples_format";
+/// The longest a txt2img/img2img request blocks for its job (A1111 blocks until done).
+const LONGEST_RUN: Duration = Duration::from_secs(3600);
+
+pub fn router() -> Router<Arc<Service>> {
+    Router::new()
+        .route("/sdapi/v1/txt2img", post(txt2img))
+        .route("/sdapi/v1/img2img", post(img2img))
+        .route("/sdapi/v1/sd-models", get(sd_models))
+        .route("/sdapi/v1/options", get(get_options).post(set_options))
+        .route("/sdapi/v1/samplers", get(samplers))
+        .route("/sdapi/v1/schedulers", get(schedulers))
+        .route("/sdapi/v1/progress", get(progress))
+        .route("/sdapi/v1/interrupt", post(interrupt))
+        .route("/sdapi/v1/skip", post(interrupt))
+        .route("/sdapi/v1/scripts", get(scripts))
+        .route("/sdapi/v1/{*rest}", get(not_found).post(not_found))
+}
+
+/// The caller's tenant; any failure is A1111's 401.
+async fn tenant(service: &Service, headers: &HeaderMap) -> Answer<Tenant> {
+    let token = presented_token(headers).map_err(|_| A1111Error::Unauthorized)?;
+    service.tenant_for_token(&token).await?.ok_or(A1111Error::Unauthorized)
+}
+
+fn body_bytes(service: &Service, body: Result<Bytes, BytesRejection>) -> Answer<Bytes> {
+    body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => crate::error::ApiError::PayloadTooLarge { limit: service.settings().max_body_bytes }.into(),
+        _ => A1111Error::invalid("", r.body_text()),
+    })
+}
+
+async fn txt2img(State(s): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer<Response> {
+    generate(&s, &headers, body, false).await
+}
+
+async fn img2img(State(s): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer<Response> {
+    generate(&s, &headers, body, true).await
+}
+
+/// Translate, submit, block until the job ends, answer `{images, parameters, info}`. An
+/// interrupted (canceled) job answers 200 with no images, as A1111 does; a failed one 500.
+async fn generate(service: &Arc<Service>, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, img2img: bool) -> Answer<Response> {
+    let tenant = tenant(service, headers).await?;
+    let bytes = body_bytes(service, body)?;
+    let defaults = if img2img { models::img2img_defaults() } else { models::txt2img_defaults() };
+    let (merged, fields) = translate::read_body(&bytes, defaults)?;
+    let overrides = fields.override_settings.clone().unwrap_or_default();
+    let options = tenant_options(service, tenant.id).await?;
+    let model = checkpoint(service, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT)).await?;
+    let format = samples_format(overrides.get(SAMPLES_FORMAT).or(options.get(SAMPLES_FORMAT)))?;
+    let t = translate::translate(merged, &fields, model, format, img2img)?;
+    let done = run(service, tenant.id, t.request.clone()).await?;
+    if done.job.status == JobStatus::Failed {
+        let message = done.job.error.clone().unwrap_or_else(|| "generation failed".into());
+        return Err(A1111Error::Exception { status: StatusCode::INTERNAL_SERVER_ERROR, class: "RuntimeError", message });
+    }
+    Ok(Json(translate::response(&done, &t)).into_response())
+}
+
+/// Submit and wait until the job ends (waits are capped by the service; keep waiting).
+async fn run(service: &Arc<Service>, tenant: uuid::Uuid, request: darkroom_shared::request::GenerationRequest) -> Answer<JobWithImages> {
+    let job = service.submit(tenant, request).await?;
+    let start = Instant::now();
+    loop {
+        let asked = Instant::now();
+        let job = service.wait_for(tenant, job.id, service.settings().max_wait).await?;
+        if job.status.is_terminal() {
+            return Ok(service.with_images(job).await?);
+        }
+        // An early return without an end means the server is shutting down.
+        if asked.elapsed() + Duration::from_secs(1) < service.settings().max_wait || start.elapsed() > LONGEST_RUN {
+            return Err(A1111Error::http(StatusCode::SERVICE_UNAVAILABLE, format!("job {} did not finish; see /v1/jobs/{}", job.id, job.id)));
+        }
+    }
+}
+
+/// The tenant's stored options.
+async fn tenant_options(service: &Service, tenant: uuid::Uuid) -> Answer<Map<String, Value>> {
+    Ok(service.tenant_settings(tenant).await?.into_iter().collect())
+}
+
+/// Whether an A1111 checkpoint name (title, `name [hash]`, file name) designates `id`.
+fn names(id: &str, name: &str) -> bool {
+    let base = name.split(" [").next().unwrap_or(name).trim();
+    let stem = [".safetensors", ".ckpt", ".onnx"].iter().find_map(|ext| base.strip_suffix(ext)).unwrap_or(base);
+    id == name || id == base || id == stem
+}
+
+/// The catalog model a checkpoint name stands for; unset (or stale when not `explicit`): the
+/// configured default model, else the catalog's first (an empty catalog is a 503). An explicit unknown name is A1111's
+/// `RuntimeError("model '…' not found")`.
+async fn checkpoint(service: &Service, wanted: Option<&Value>, explicit: bool) -> Answer<String> {
+    let catalog = service.models().await?;
+    if catalog.is_empty() {
+        return Err(A1111Error::http(StatusCode::SERVICE_UNAVAILABLE, "No checkpoints found: no worker has registered a model yet"));
+    }
+    let wanted = wanted.and_then(Value::as_str).filter(|s| !s.is_empty());
+    if let Some(name) = wanted {
+        if let Some(m) = catalog.iter().find(|m| names(&m.id, name)) {
+            return Ok(m.id.clone());
+        }
+        if explicit {
+            return Err(A1111Error::Exception { status: StatusCode::BAD_REQUEST, class: "RuntimeError", message: format!("model '{name}' not found") });
+        }
+    }
+    let default = service.settings().default_model.clone().filter(|d| catalog.iter().any(|m| &m.id == d));
+    Ok(default.or_else(|| catalog.first().map(|m| m.id.clone())).unwrap_or_default())
+}
+
+/// `samples_format` as an output format (png when unset).
+fn samples_format(value: Option<&Value>) -> Answer<OutputFormat> {
+    match value.and_then(Value::as_str) {
+        None => Ok(OutputFormat::Png),
+        Some(f) => OutputFormat::parse(f).ok_or_else(|| A1111Error::invalid(SAMPLES_FORMAT, format!("samples_format must be png, jpg or webp; got {f:?}"))),
+    }
+}
+
+async fn sd_models(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SdModel>>> {
+    tenant(&service, &headers).await?;
+    let models = service.models().await?;
+    Ok(Json(models.into_iter().map(|m| SdModel { title: m.id.clone(), model_name: m.id.clone(), hash: None, sha256: None, filename: m.id, config: None }).collect()))
+}
+
+/// A1111's defaults for the options we report, overlaid with the tenant's own.
+async fn get_options(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Map<String, Value>>> {
+    let tenant = tenant(&service, &headers).await?;
+    let stored = tenant_options(&service, tenant.id).await?;
+    let mut options: Map<String, Value> = match json!({
+        "samples_format": "png", "sd_checkpoint_hash": null, "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1,
+        "eta_noise_seed_delta": 0, "enable_pnginfo": true, "samples_save": true, "jpeg_quality": 80
+    }) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let current = checkpoint(&service, stored.get(CHECKPOINT), false).await?;
+    options.extend(stored);
+    options.insert(CHECKPOINT.into(), Value::String(current));
+    Ok(Json(options))
+}
+
+/// Set options for the caller's tenant only. The checkpoint must name a catalog model (stored
+/// as its title); `samples_format` must be one we encode; other options are kept as given.
+async fn set_options(State(service): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer<Json<Value>> {
+    let tenant = tenant(&service, &headers).await?;
+    let bytes = body_bytes(&service, body)?;
+    let options: Map<String, Value> = crate::json::parse(&bytes)?;
+    let mut updates: Vec<(String, Value)> = Vec::new();
+    for (key, value) in options {
+        let value = match key.as_str() {
+            CHECKPOINT => Value::String(checkpoint(&service, Some(&value), true).await?),
+            SAMPLES_FORMAT => {
+                samples_format(Some(&value))?;
+                value
+            }
+            _ => value,
+        };
+        updates.push((key, value));
+    }
+    service.set_tenant_settings(tenant.id, &updates).await?;
+    Ok(Json(Value::Null))
+}
+
+async fn samplers(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SamplerItem>>> {
+    tenant(&service, &headers).await?;
+    let items = Sampler::names()
+        .into_iter()
+        .filter_map(|n| n.parse::<Sampler>().ok())
+        .filter(|s| !s.karras)
+        .map(|s| SamplerItem { name: s.a1111_name(), aliases: vec![s.diffusers_class().to_string()], options: Map::new() })
+        .collect();
+    Ok(Json(items))
+}
+
+async fn schedulers(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SchedulerItem>>> {
+    tenant(&service, &headers).await?;
+    Ok(Json(vec![
+        SchedulerItem { name: "automatic", label: "Automatic", aliases: None, default_rho: -1.0, need_inner_model: false },
+        SchedulerItem { name: "karras", label: "Karras", aliases: None, default_rho: 7.0, need_inner_model: false },
+    ]))
+}
+
+/// The caller's current job (the oldest running one, else the oldest queued), as A1111's
+/// global `progress`: another tenant's work is never visible.
+async fn progress(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Progress>> {
+    let tenant = tenant(&service, &headers).await?;
+    let jobs = service.unfinished(tenant.id).await?;
+    let current: Option<&Job> = jobs.iter().find(|j| j.status == JobStatus::Running).or(jobs.first());
+    let (step, total) = current.map(|j| (i64::from(j.progress_step), i64::from(j.progress_total))).unwrap_or((0, 0));
+    let fraction = if total > 0 { step as f64 / total as f64 } else { 0.0 };
+    let elapsed = current.and_then(|j| j.started_at).map(|s| (chrono::Utc::now() - s).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
+    let eta_relative = if fraction > 0.0 { elapsed / fraction - elapsed } else { 0.0 };
+    let state = ProgressState {
+        skipped: false,
+        interrupted: current.is_some_and(|j| j.cancel_requested),
+        stopping_generation: false,
+        job: current.map(|j| j.id.to_string()).unwrap_or_default(),
+        job_count: jobs.len() as i64,
+        job_timestamp: current.map(|j| j.started_at.unwrap_or(j.created_at).format("%Y%m%d%H%M%S").to_string()).unwrap_or_else(|| "0".into()),
+        job_no: 0,
+        sampling_step: step,
+        sampling_steps: total,
+    };
+    let textinfo = current.map(|j| format!("job {} {}", j.id, j.status.as_str()));
+    Ok(Json(Progress { progress: fraction, eta_relative, state, current_image: None, textinfo }))
+}
+
+/// Stop the caller's running jobs at their next step (queued jobs are left to run, as A1111's
+/// interrupt only stops the current generation). `skip` is the same: a job is one generation.
+async fn interrupt(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Value>> {
+    let tenant = tenant(&service, &headers).await?;
+    service.interrupt_running(tenant.id).await?;
+    Ok(Json(json!({})))
+}
+
+/// No scripts are installed (clients such as webuiapi probe this for extensions).
+async fn scripts(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Value>> {
+    tenant(&service, &headers).await?;
+    Ok(Json(json!({"txt2img": [], "img2img": []})))
+}
+
+/// FastAPI's answer for a route it does not have.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checkpoint_names() {
+        for name in ["sd15", "sd15 [6ce0161689]", "sd15.safetensors", "sd15.safetensors [6ce0161689]"] {
+            assert!(super::names("sd15", name), "{name}");
+        }
+        assert!(!super::names("sd15", "sdxl"));
+    }
+}

@@ -1,0 +1,246 @@
+//! A1111 requests into the canonical request, and finished jobs back into A1111's answer.
+use axum::http::StatusCode;
+use base64::Engine as _;
+use darkroom_shared::infotext::Infotext;
+use darkroom_shared::job::JobStatus;
+use darkroom_shared::request::{GenerationRequest, OutputFormat};
+use darkroom_shared::sampler::Sampler;
+use darkroom_shared::validate::MAX_NUM_IMAGES;
+use serde_json::{json, Map, Value};
+
+use super::errors::A1111Error;
+use super::models::{Fields, GenerateResponse};
+use crate::service::JobWithImages;
+
+/// A translated txt2img/img2img request and what the answer needs besides the job.
+#[derive(Debug)]
+pub struct Translated {
+    pub request: GenerationRequest,
+    /// The request echoed with A1111's defaults filled in.
+    pub parameters: Value,
+    pub sampler: Sampler,
+    pub batch_size: u32,
+    pub send_images: bool,
+    pub img2img: bool,
+}
+
+/// Read the fields we act on (errors name the body's field and position), and merge the body
+/// over `defaults` for the echo.
+pub fn read_body(bytes: &[u8], mut defaults: Map<String, Value>) -> Result<(Map<String, Value>, Fields), A1111Error> {
+    let body: Value = crate::json::parse(bytes)?;
+    let Value::Object(body) = body else {
+        return Err(A1111Error::Invalid { field: String::new(), msg: "the body must be a JSON object".into(), kind: "dict_type" });
+    };
+    let fields: Fields = crate::json::parse(bytes)?;
+    defaults.extend(body);
+    Ok((defaults, fields))
+}
+
+/// Fields that change the result and that we do not implement: refused, naming the field,
+/// rather than silently ignored.
+fn refuse_unsupported(f: &Fields) -> Result<(), A1111Error> {
+    let unsupported = |field: &str, what: &str| Err(A1111Error::invalid(field, format!("{field}: {what} is not supported by this server")));
+    if f.enable_hr == Some(true) {
+        return unsupported("enable_hr", "hires fix");
+    }
+    if f.alwayson_scripts.as_ref().is_some_and(|m| !m.is_empty()) {
+        return unsupported("alwayson_scripts", "always-on scripts");
+    }
+    if f.script_name.as_deref().is_some_and(|s| !s.is_empty()) {
+        return unsupported("script_name", "scripts");
+    }
+    if f.restore_faces == Some(true) {
+        return unsupported("restore_faces", "face restoration");
+    }
+    if f.tiling == Some(true) {
+        return unsupported("tiling", "tiling");
+    }
+    if f.subseed_strength.is_some_and(|s| s > 0.0) {
+        return unsupported("subseed_strength", "variation seeds");
+    }
+    if f.styles.as_ref().is_some_and(|s| !s.is_empty()) {
+        return unsupported("styles", "prompt styles");
+    }
+    if f.refiner_checkpoint.as_deref().is_some_and(|s| !s.is_empty() && s != "None") {
+        return unsupported("refiner_checkpoint", "a refiner");
+    }
+    if f.mask.as_deref().is_some_and(|s| !s.is_empty()) {
+        return unsupported("mask", "inpainting");
+    }
+    if f.infotext.as_deref().is_some_and(|s| !s.is_empty()) {
+        return unsupported("infotext", "filling fields from an infotext");
+    }
+    Ok(())
+}
+
+/// The sampler: `sampler_name` or `sampler_index` (A1111 names, legacy " Karras" names too),
+/// then the `scheduler` field. A name we do not know is A1111's 400 "Sampler not found".
+pub fn sampler(f: &Fields) -> Result<Sampler, A1111Error> {
+    let name = f.sampler_name.as_deref().filter(|s| !s.is_empty()).or(f.sampler_index.as_deref().filter(|s| !s.is_empty())).unwrap_or("Euler");
+    let sampler: Sampler = name.parse().map_err(|_| A1111Error::http(StatusCode::BAD_REQUEST, "Sampler not found"))?;
+    match f.scheduler.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(sampler),
+        Some(s) => sampler.with_scheduler(s).map_err(|e| A1111Error::invalid("scheduler", e.to_string())),
+    }
+}
+
+fn non_negative(field: &str, v: Option<i64>, default: i64) -> Result<u32, A1111Error> {
+    let v = v.unwrap_or(default);
+    u32::try_from(v).map_err(|_| A1111Error::invalid(field, format!("{field} must be a non-negative integer; got {v}")))
+}
+
+/// Translate; `model` is the checkpoint already resolved, `format` the tenant's `samples_format`.
+pub fn translate(mut merged: Map<String, Value>, f: &Fields, model: String, format: OutputFormat, img2img: bool) -> Result<Translated, A1111Error> {
+    refuse_unsupported(f)?;
+    let sampler = sampler(f)?;
+    let batch_size = non_negative("batch_size", f.batch_size, 1)?;
+    let n_iter = non_negative("n_iter", f.n_iter, 1)?;
+    if batch_size == 0 || n_iter == 0 {
+        return Err(A1111Error::invalid(if batch_size == 0 { "batch_size" } else { "n_iter" }, "batch_size and n_iter must be at least 1"));
+    }
+    let total = batch_size.saturating_mul(n_iter);
+    if total > MAX_NUM_IMAGES {
+        return Err(A1111Error::invalid("batch_size", format!("batch_size × n_iter must be at most {MAX_NUM_IMAGES}; got {batch_size} × {n_iter} = {total}")));
+    }
+    let seed = match f.seed.unwrap_or(-1) {
+        -1 => None,
+        s => Some(u64::try_from(s).map_err(|_| A1111Error::invalid("seed", format!("seed must be -1 (random) or a non-negative integer; got {s}")))?),
+    };
+    let mut request = GenerationRequest::new(model, f.prompt.clone().unwrap_or_default());
+    request.negative_prompt = f.negative_prompt.clone().filter(|n| !n.is_empty());
+    request.width = Some(non_negative("width", f.width, 512)?);
+    request.height = Some(non_negative("height", f.height, 512)?);
+    request.steps = non_negative("steps", f.steps, 50)?;
+    request.guidance_scale = f.cfg_scale.unwrap_or(7.0) as f32;
+    request.sampler = sampler.a1111_name();
+    request.seed = seed;
+    request.num_images = total;
+    request.output_format = format;
+    if img2img {
+        let first = f.init_images.as_ref().and_then(|v| v.first()).filter(|s| !s.is_empty());
+        let Some(image) = first else {
+            return Err(A1111Error::http(StatusCode::NOT_FOUND, "Init image not found"));
+        };
+        request.init_image = Some(image.clone());
+        request.strength = Some(f.denoising_strength.unwrap_or(0.75) as f32);
+        // A1111 leaves the init images out of the echo unless include_init_images.
+        if merged.get("include_init_images") != Some(&Value::Bool(true)) {
+            merged.insert("init_images".into(), Value::Null);
+            merged.insert("mask".into(), Value::Null);
+        }
+    }
+    let send_images = f.send_images.unwrap_or(true);
+    Ok(Translated { request, parameters: Value::Object(merged), sampler, batch_size, send_images, img2img })
+}
+
+/// The answer for a finished job: its images (base64, no `data:` prefix) and `info`.
+pub fn response(done: &JobWithImages, t: &Translated) -> GenerateResponse {
+    let r = &done.job.request;
+    let seed = r.seed.unwrap_or(0);
+    let n = u64::from(r.num_images);
+    let all_seeds: Vec<u64> = (0..n).map(|i| seed + i).collect();
+    let (width, height) = (r.width.unwrap_or(0), r.height.unwrap_or(0));
+    let infotexts: Vec<String> = all_seeds
+        .iter()
+        .map(|&s| {
+            Infotext {
+                prompt: &r.prompt,
+                negative_prompt: r.negative_prompt.as_deref(),
+                steps: r.steps,
+                sampler: &r.sampler,
+                guidance_scale: r.guidance_scale,
+                seed: s,
+                width,
+                height,
+                model: &r.model,
+                denoising_strength: r.strength.filter(|_| t.img2img),
+            }
+            .to_string()
+        })
+        .collect();
+    let timestamp = done.job.started_at.unwrap_or(done.job.created_at).format("%Y%m%d%H%M%S").to_string();
+    let schedule = if t.sampler.karras { "Karras" } else { "Automatic" };
+    let negative = r.negative_prompt.clone().unwrap_or_default();
+    let info = json!({
+        "prompt": r.prompt, "all_prompts": vec![&r.prompt; n as usize],
+        "negative_prompt": negative, "all_negative_prompts": vec![&negative; n as usize],
+        "seed": seed, "all_seeds": all_seeds, "subseed": seed, "all_subseeds": all_seeds, "subseed_strength": 0,
+        "width": width, "height": height, "sampler_name": t.sampler.kind.a1111_base(), "cfg_scale": r.guidance_scale,
+        "steps": r.steps, "batch_size": t.batch_size, "restore_faces": false, "face_restoration_model": null,
+        "sd_model_name": r.model, "sd_model_hash": null, "sd_vae_name": null, "sd_vae_hash": null,
+        "seed_resize_from_w": -1, "seed_resize_from_h": -1,
+        "denoising_strength": if t.img2img { json!(r.strength) } else { json!(0) },
+        "extra_generation_params": {"Schedule type": schedule}, "index_of_first_image": 0, "infotexts": infotexts,
+        "styles": [], "job_timestamp": timestamp, "clip_skip": 1, "is_using_inpainting_conditioning": false,
+        "version": concat!("darkroom ", env!("CARGO_PKG_VERSION")),
+        "job_id": done.job.id, "status": done.job.status.as_str(),
+    });
+    let images = if t.send_images && done.job.status == JobStatus::Succeeded {
+        done.images.iter().map(|(_, bytes)| base64::engine::general_purpose::STANDARD.encode(bytes)).collect()
+    } else {
+        Vec::new()
+    };
+    GenerateResponse { images, parameters: t.parameters.clone(), info: info.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialects::a1111::models::{img2img_defaults, txt2img_defaults};
+
+    fn fields(body: &str, img2img: bool) -> Result<Translated, A1111Error> {
+        let defaults = if img2img { img2img_defaults() } else { txt2img_defaults() };
+        let (merged, f) = read_body(body.as_bytes(), defaults)?;
+        translate(merged, &f, "m".into(), OutputFormat::Png, img2img)
+    }
+
+    fn field_of(e: A1111Error) -> String {
+        match e {
+            A1111Error::Invalid { field, .. } => field,
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_a1111s() {
+        assert_eq!(txt2img_defaults()["steps"], 50);
+        assert!(img2img_defaults().contains_key("init_images") && !img2img_defaults().contains_key("enable_hr"));
+        let t = fields("{}", false).unwrap_or_else(|e| panic!("{e:?}"));
+        let r = &t.request;
+        assert_eq!((r.steps, r.guidance_scale, r.width, r.height, r.sampler.as_str(), r.seed, r.num_images), (50, 7.0, Some(512), Some(512), "Euler", None, 1));
+        assert_eq!(t.parameters["sampler_index"], "Euler");
+    }
+
+    #[test]
+    fn samplers_and_schedulers() {
+        let name = |body: &str| fields(body, false).map(|t| t.request.sampler);
+        assert_eq!(name(r#"{"sampler_name":"DPM++ 2M Karras"}"#).unwrap(), "DPM++ 2M Karras");
+        assert_eq!(name(r#"{"sampler_index":"k_lms_ka"}"#).unwrap(), "LMS Karras");
+        assert_eq!(name(r#"{"sampler_name":"Euler","scheduler":"karras"}"#).unwrap(), "Euler Karras");
+        assert_eq!(name(r#"{"sampler_name":"DPM++ 2M Karras","scheduler":"automatic"}"#).unwrap(), "DPM++ 2M Karras");
+        assert!(matches!(name(r#"{"sampler_name":"UniPC"}"#), Err(A1111Error::Http { .. })));
+        assert_eq!(field_of(name(r#"{"sampler_name":"DDIM","scheduler":"karras"}"#).unwrap_err()), "scheduler");
+    }
+
+    #[test]
+    fn batches_seeds_and_refusals() {
+        let t = fields(r#"{"batch_size":2,"n_iter":4,"seed":7}"#, false).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((t.request.num_images, t.request.seed, t.batch_size), (8, Some(7), 2));
+        assert_eq!(field_of(fields(r#"{"batch_size":3,"n_iter":3}"#, false).unwrap_err()), "batch_size");
+        assert_eq!(field_of(fields(r#"{"seed":-2}"#, false).unwrap_err()), "seed");
+        assert_eq!(field_of(fields(r#"{"steps":"x"}"#, false).unwrap_err()), "steps");
+        for (body, field) in [(r#"{"enable_hr":true}"#, "enable_hr"), (r#"{"script_name":"xyz"}"#, "script_name"), (r#"{"tiling":true}"#, "tiling")] {
+            assert_eq!(field_of(fields(body, false).unwrap_err()), field);
+        }
+        // Accepted and ignored: what does not change the image, or says "off".
+        assert!(fields(r#"{"save_images":true,"restore_faces":false,"alwayson_scripts":{},"script_args":[],"eta":1.0}"#, false).is_ok());
+    }
+
+    #[test]
+    fn img2img_needs_an_init_image() {
+        assert!(matches!(fields("{}", true), Err(A1111Error::Http { status: StatusCode::NOT_FOUND, .. })));
+        let t = fields(r#"{"init_images":["aGk="],"denoising_strength":0.3}"#, true).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!((t.request.init_image.as_deref(), t.request.strength), (Some("aGk="), Some(0.3)));
+        assert_eq!(t.parameters["init_images"], Value::Null);
+    }
+}

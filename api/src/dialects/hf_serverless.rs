@@ -1,0 +1,266 @@
+//! Hugging Face serverless Inference API, text-to-image: `POST /models/{model_id}` with
+//! `{"inputs", "parameters": {...}, "options": {...}}` answers the image's raw bytes, in the
+//! format the `Accept` header asks for (PNG, JPEG or WebP; JPEG for `*/*` or none).
+//!
+//! - `x-use-cache` (default true; or `options.use_cache`): a request identical to an earlier one
+//!   of the same tenant (the seed included when given) is answered from the stored image.
+//! - `x-wait-for-model` (default false; or `options.wait_for_model`): when no live worker serves
+//!   the model, a 503 `{"error": "Model <id> is currently loading", "estimated_time": s}`;
+//!   with true, the job is queued and the request waits for a worker.
+//!
+//! Defaults are those of HF's diffusers backend: `EulerAncestralDiscreteScheduler` ("Euler a"),
+//! 20 steps, and diffusers' guidance (7.5; 5.0 for SDXL). Errors: `{"error": "..."}`.
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use darkroom_shared::request::{GenerationRequest, OutputFormat};
+use darkroom_shared::store::cache_key;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::common::{self, Problem};
+use crate::error::ApiError;
+use crate::service::{JobWithImages, Service};
+
+const DEFAULT_STEPS: u32 = 20;
+const DEFAULT_SAMPLER: &str = "Euler a";
+/// What a 503 says a loading model needs: a worker's start-up, roughly.
+const ESTIMATED_LOAD_SECS: f64 = 20.0;
+
+pub fn router() -> Router<Arc<Service>> {
+    Router::new().route("/models/{*model_id}", post(generate))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Body {
+    inputs: String,
+    #[serde(default)]
+    parameters: Params,
+    #[serde(default)]
+    options: Options,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    guidance_scale: Option<f32>,
+    negative_prompt: Option<Prompts>,
+    num_inference_steps: Option<u32>,
+    target_size: Option<Size>,
+    width: Option<u32>,
+    height: Option<u32>,
+    scheduler: Option<String>,
+    seed: Option<u64>,
+}
+
+/// `negative_prompt` is a string in the current spec and a list in the older one.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Prompts {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Size {
+    width: u32,
+    height: u32,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    use_cache: Option<bool>,
+    wait_for_model: Option<bool>,
+}
+
+/// What the handler answers: the image, or an error with its body.
+enum Failure {
+    Plain(Problem),
+    Loading { model: String },
+}
+
+impl From<Problem> for Failure {
+    fn from(p: Problem) -> Self {
+        Failure::Plain(p)
+    }
+}
+
+async fn generate(State(service): State<Arc<Service>>, Path(model): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    match handle(&service, model, &headers, body).await {
+        Ok(r) => r,
+        Err(Failure::Plain(p)) => (p.status, Json(json!({ "error": p.message }))).into_response(),
+        Err(Failure::Loading { model }) => {
+            let body = json!({ "error": format!("Model {model} is currently loading"), "estimated_time": ESTIMATED_LOAD_SECS });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+async fn handle(service: &Arc<Service>, model: String, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Failure> {
+    let tenant = common::authenticate(service, headers).await.map_err(problem)?;
+    let body: Body = common::read_json(service, body).map_err(problem)?;
+    let format = accepted_format(headers)?;
+    let id = common::resolve_alias(service, &model);
+    let catalog = service.models().await.map_err(problem)?;
+    let Some(info) = catalog.into_iter().find(|m| m.id == id) else {
+        return Err(Problem { status: StatusCode::NOT_FOUND, message: format!("Model {model} does not exist"), field: None }.into());
+    };
+    let use_cache = flag(headers, "x-use-cache")?.or(body.options.use_cache).unwrap_or(true);
+    let wait = flag(headers, "x-wait-for-model")?.or(body.options.wait_for_model).unwrap_or(false);
+    let request = translate(id, &info.family, body.inputs, body.parameters, format);
+    let key = cache_key(&request);
+
+    if use_cache {
+        if let Some(done) = service.cached(tenant.id, &key).await.map_err(problem)? {
+            return image_response(done, "cache");
+        }
+    }
+    if info.live_workers == 0 && !wait {
+        return Err(Failure::Loading { model });
+    }
+    let done = common::run_keyed(service, tenant.id, request, Some(&key)).await.map_err(|e| Problem::from_run(e, rename))?;
+    image_response(done, "darkroom")
+}
+
+fn translate(model: String, family: &str, inputs: String, p: Params, format: OutputFormat) -> GenerationRequest {
+    let mut r = GenerationRequest::new(model, inputs);
+    r.negative_prompt = p.negative_prompt.map(|n| match n {
+        Prompts::One(s) => s,
+        Prompts::Many(v) => v.join(", "),
+    });
+    let (width, height) = match p.target_size {
+        Some(size) => (Some(size.width), Some(size.height)),
+        None => (p.width, p.height),
+    };
+    (r.width, r.height) = (width, height);
+    r.steps = p.num_inference_steps.unwrap_or(DEFAULT_STEPS);
+    r.guidance_scale = p.guidance_scale.unwrap_or(if family == "sdxl" { 5.0 } else { 7.5 });
+    r.sampler = p.scheduler.unwrap_or_else(|| DEFAULT_SAMPLER.to_string());
+    r.seed = p.seed;
+    r.output_format = format;
+    r
+}
+
+/// The first image's bytes with its Content-Type and HF's `x-compute-*` headers.
+fn image_response(done: JobWithImages, compute_type: &'static str) -> Result<Response, Failure> {
+    let Some((meta, bytes)) = done.images.into_iter().next() else {
+        return Err(problem(ApiError::Internal("a succeeded job without images".into())));
+    };
+    let content_type = OutputFormat::parse(&meta.format).map(OutputFormat::content_type).unwrap_or("application/octet-stream");
+    let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
+    let h = response.headers_mut();
+    h.insert("x-compute-type", HeaderValue::from_static(compute_type));
+    h.insert("x-compute-images", HeaderValue::from_static("1"));
+    let secs = if compute_type == "cache" { 0.0 } else { common::elapsed_secs(&done.job) };
+    for (name, value) in [("x-compute-time", format!("{secs:.3}")), ("x-darkroom-job", done.job.id.to_string()), ("x-darkroom-seed", meta.seed.to_string())] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    Ok(response)
+}
+
+/// The image format `Accept` asks for: the first of PNG, JPEG, WebP it names (by order, not
+/// by q-value); JPEG for none, `*/*` or `image/*`; a 406 when it names only others.
+fn accepted_format(headers: &HeaderMap) -> Result<OutputFormat, Problem> {
+    let values: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
+    if values.is_empty() {
+        return Ok(OutputFormat::Jpeg);
+    }
+    let mut wildcard = false;
+    for mime in values.iter().flat_map(|v| v.split(',')).map(|m| m.split(';').next().unwrap_or("").trim().to_ascii_lowercase()) {
+        match mime.as_str() {
+            "image/png" => return Ok(OutputFormat::Png),
+            "image/jpeg" | "image/jpg" => return Ok(OutputFormat::Jpeg),
+            "image/webp" => return Ok(OutputFormat::Webp),
+            "*/*" | "image/*" | "" => wildcard = true,
+            _ => {}
+        }
+    }
+    if wildcard {
+        Ok(OutputFormat::Jpeg)
+    } else {
+        Err(Problem { status: StatusCode::NOT_ACCEPTABLE, message: "Accept must allow image/png, image/jpeg or image/webp".into(), field: None })
+    }
+}
+
+/// A boolean header (`true`/`false`/`1`/`0`, any case); absent is `None`.
+fn flag(headers: &HeaderMap, name: &str) -> Result<Option<bool>, Problem> {
+    let Some(value) = headers.get(name) else { return Ok(None) };
+    match value.to_str().unwrap_or("").trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(Some(true)),
+        "false" | "0" | "no" => Ok(Some(false)),
+        other => Err(Problem::bad_request(name, format!("{name} must be true or false; got {other:?}"))),
+    }
+}
+
+fn problem(e: ApiError) -> Failure {
+    Failure::Plain(Problem::from_api(e, rename))
+}
+
+/// Canonical field names as this API calls them.
+fn rename(field: &str) -> String {
+    match field {
+        "prompt" => "inputs",
+        "steps" => "parameters.num_inference_steps",
+        "sampler" => "parameters.scheduler",
+        "guidance_scale" | "negative_prompt" | "seed" | "width" | "height" => return format!("parameters.{field}"),
+        other => other,
+    }
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn accept_picks_the_first_supported_format() {
+        let format = |accept: &'static str| accepted_format(&headers(&[("accept", accept)])).ok();
+        assert_eq!(accepted_format(&HeaderMap::new()).ok(), Some(OutputFormat::Jpeg));
+        assert_eq!(format("*/*"), Some(OutputFormat::Jpeg));
+        assert_eq!(format("image/png"), Some(OutputFormat::Png));
+        assert_eq!(format("text/html, image/webp;q=0.5, image/png"), Some(OutputFormat::Webp));
+        assert_eq!(format("image/tiff, image/*"), Some(OutputFormat::Jpeg));
+        assert_eq!(format("image/tiff"), None);
+    }
+
+    #[test]
+    fn boolean_headers() {
+        assert_eq!(flag(&headers(&[("x-use-cache", "False")]), "x-use-cache").ok(), Some(Some(false)));
+        assert_eq!(flag(&headers(&[("x-use-cache", "1")]), "x-use-cache").ok(), Some(Some(true)));
+        assert_eq!(flag(&HeaderMap::new(), "x-use-cache").ok(), Some(None));
+        assert!(flag(&headers(&[("x-use-cache", "maybe")]), "x-use-cache").is_err());
+    }
+
+    #[test]
+    fn the_cache_key_leaves_out_an_absent_seed_only() {
+        let params = || Params { seed: None, ..Params::default() };
+        let a = translate("m".into(), "sd", "p".into(), params(), OutputFormat::Png);
+        let b = translate("m".into(), "sd", "p".into(), params(), OutputFormat::Png);
+        assert_eq!(cache_key(&a), cache_key(&b));
+        let seeded = translate("m".into(), "sd", "p".into(), Params { seed: Some(1), ..Params::default() }, OutputFormat::Png);
+        assert_ne!(cache_key(&a), cache_key(&seeded));
+        let jpeg = translate("m".into(), "sd", "p".into(), params(), OutputFormat::Jpeg);
+        assert_ne!(cache_key(&a), cache_key(&jpeg));
+        assert_eq!((a.steps, a.sampler.as_str(), a.guidance_scale), (20, "Euler a", 7.5));
+        assert_eq!(translate("m".into(), "sdxl", "p".into(), params(), OutputFormat::Png).guidance_scale, 5.0);
+    }
+}
