@@ -68,17 +68,17 @@ impl Ddim {
 }
 
 impl Scheduler for Ddim {
+    /// DDIM works on alphas, not sigmas.
+    fn sigmas(&self) -> &[f32] {
+        &[]
+    }
     fn timesteps(&self) -> &[f64] {
         &self.timesteps
     }
     fn init_noise_sigma(&self) -> f32 {
         1.0
     }
-    fn order(&self) -> usize {
-        1
-    }
-    /// DDIM is stateless: each step derives the previous timestep from its own.
-    fn set_begin_index(&mut self, _begin_index: usize) {}
+    /// DDIM takes the sample as it is.
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
     fn step(
         &mut self,

@@ -3,6 +3,7 @@
 //! first order, later steps are second order using the previous x0, and the final step is first
 //! order whenever final_sigmas_type is "zero" (the default) or there are fewer than 15 steps
 //! with lower_order_final. Timesteps are integers; the model input is not scaled.
+//! diffusers' `order` class attribute is 1 (the trait default) although the solver is second order.
 
 use super::config::{BetaSchedule, Prediction, SchedulerConfig, DDPM_DEFAULTS};
 use super::numpy::np_round;
@@ -150,14 +151,11 @@ impl Scheduler for DpmSolverMultistep {
     fn init_noise_sigma(&self) -> f32 {
         1.0
     }
-    fn order(&self) -> usize {
-        // diffusers' class attribute is 1 even though the solver is second order.
-        1
-    }
     /// The first step taken (txt2img or img2img) is first order, as in diffusers.
     fn set_begin_index(&mut self, _begin_index: usize) {
         self.prev_x0 = None;
     }
+    /// DPM-Solver takes the sample as it is.
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
     fn step(
         &mut self,

@@ -102,14 +102,6 @@ impl Scheduler for Euler {
     fn init_noise_sigma(&self) -> f32 {
         self.init_noise_sigma
     }
-    fn order(&self) -> usize {
-        1
-    }
-    /// Steps are addressed by index, so there is no state to reset.
-    fn set_begin_index(&mut self, _begin_index: usize) {}
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        kdiff::scale_input(sample, self.sigmas[index]);
-    }
     fn step(
         &mut self,
         model_output: &[f32],
@@ -122,9 +114,6 @@ impl Scheduler for Euler {
         let pred = kdiff::pred_original(self.prediction, model_output, sample, sigma);
         let d = kdiff::derivative(sample, &pred, sigma);
         kdiff::euler_update(sample, &d, self.sigmas[index + 1] - sigma)
-    }
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        kdiff::add_noise(original, noise, self.sigmas[index])
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

@@ -50,14 +50,6 @@ impl Scheduler for EulerAncestral {
     fn init_noise_sigma(&self) -> f32 {
         self.init_noise_sigma
     }
-    fn order(&self) -> usize {
-        1
-    }
-    /// Steps are addressed by index, so there is no state to reset.
-    fn set_begin_index(&mut self, _begin_index: usize) {}
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        kdiff::scale_input(sample, self.sigmas[index]);
-    }
     fn step(
         &mut self,
         model_output: &[f32],
@@ -82,9 +74,6 @@ impl Scheduler for EulerAncestral {
             *x += e * sigma_up;
         }
         prev
-    }
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        kdiff::add_noise(original, noise, self.sigmas[index])
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

@@ -90,9 +90,6 @@ impl Scheduler for Heun {
     fn set_begin_index(&mut self, _begin_index: usize) {
         self.first_order = None;
     }
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        kdiff::scale_input(sample, self.sigmas[index]);
-    }
     fn step(
         &mut self,
         model_output: &[f32],
@@ -130,9 +127,6 @@ impl Scheduler for Heun {
                 kdiff::euler_update(&x, &avg, dt)
             }
         }
-    }
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        kdiff::add_noise(original, noise, self.sigmas[index])
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

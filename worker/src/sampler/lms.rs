@@ -92,15 +92,9 @@ impl Scheduler for Lms {
     fn init_noise_sigma(&self) -> f32 {
         self.init_noise_sigma
     }
-    fn order(&self) -> usize {
-        1
-    }
     /// Forgets earlier derivatives (diffusers starts with none after set_timesteps).
     fn set_begin_index(&mut self, _begin_index: usize) {
         self.derivatives.clear();
-    }
-    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
-        kdiff::scale_input(sample, self.sigmas[index]);
     }
     fn step(
         &mut self,
@@ -130,9 +124,6 @@ impl Scheduler for Lms {
         }
         let acc = acc.expect("at least one derivative");
         sample.iter().zip(&acc).map(|(&s, &a)| s + a).collect()
-    }
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        kdiff::add_noise(original, noise, self.sigmas[index])
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

@@ -81,18 +81,16 @@ impl SamplerError {
     }
 }
 
-/// One diffusers scheduler after `set_timesteps(num_inference_steps)`.
+/// One diffusers scheduler after `set_timesteps(num_inference_steps)`. The provided methods are
+/// what the sigma-based (k-diffusion style) samplers share; DDIM and DPM++ override them.
 pub trait Scheduler: Send {
     /// Timesteps at which the UNet is evaluated, in order (Heun repeats interior ones: one entry per UNet call).
     fn timesteps(&self) -> &[f64];
     /// Multiplier for the initial noise (diffusers' init_noise_sigma).
     fn init_noise_sigma(&self) -> f32;
-    /// diffusers' `scheduler.order` (2 for Heun, 1 otherwise); img2img starts at `t_start * order`.
-    fn order(&self) -> usize;
-    /// img2img: start at this index into timesteps() (diffusers' set_begin_index).
-    fn set_begin_index(&mut self, begin_index: usize);
-    /// diffusers' scale_model_input for the UNet call at timesteps()[index], in place on a flat latent.
-    fn scale_model_input(&self, sample: &mut [f32], index: usize);
+    /// The scheduler's sigma table as diffusers stores it (`scheduler.sigmas`, float32); empty for DDIM,
+    /// which has none. Heun's table repeats interior sigmas like its timesteps.
+    fn sigmas(&self) -> &[f32];
     /// diffusers' step(); called once per timesteps() entry, in order. `noise(n)` returns n standard-normal f32 values
     /// drawn from the image's generator (used only by ancestral samplers; diffusers draws randn_tensor(model_output.shape, generator)).
     fn step(
@@ -102,12 +100,21 @@ pub trait Scheduler: Send {
         sample: &[f32],
         noise: &mut dyn FnMut(usize) -> Vec<f32>,
     ) -> Vec<f32>;
-    /// diffusers' add_noise at timesteps()[index] (img2img).
-    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32>;
-    /// The scheduler's sigma table as diffusers stores it (`scheduler.sigmas`, float32); empty for DDIM,
-    /// which has none. Heun's table repeats interior sigmas like its timesteps.
-    fn sigmas(&self) -> &[f32] {
-        &[]
+    /// diffusers' `scheduler.order` (2 for Heun, 1 otherwise); img2img starts at `t_start * order`.
+    fn order(&self) -> usize {
+        1
+    }
+    /// img2img: start at this index into timesteps() (diffusers' set_begin_index). Steps are
+    /// addressed by index, so only samplers that keep history have anything to reset.
+    fn set_begin_index(&mut self, _begin_index: usize) {}
+    /// diffusers' scale_model_input for the UNet call at timesteps()[index], in place on a flat
+    /// latent: divide by sqrt(sigma^2 + 1).
+    fn scale_model_input(&self, sample: &mut [f32], index: usize) {
+        kdiff::scale_input(sample, self.sigmas()[index]);
+    }
+    /// diffusers' add_noise at timesteps()[index] (img2img): original + noise * sigma.
+    fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
+        kdiff::add_noise(original, noise, self.sigmas()[index])
     }
 }
 
