@@ -190,7 +190,7 @@ impl Pipeline {
         let onnx_before = self.onnx_time();
         let mut timings = Timings::default();
         let f = self.model.vae_scale_factor;
-        if p.width % f != 0 || p.height % f != 0 || p.width == 0 || p.height == 0 {
+        if !p.width.is_multiple_of(f) || !p.height.is_multiple_of(f) || p.width == 0 || p.height == 0 {
             return Err(invalid("width", format!("width and height must be positive multiples of {f}, got {}x{}", p.width, p.height)));
         }
         if p.init_image.is_some() && self.vae_encoder.is_none() {
@@ -423,8 +423,11 @@ fn encode_sd(encoder: &mut Graph, ids: &[i64]) -> Result<(Vec<f32>, Vec<usize>),
     Ok((out.data, out.shape))
 }
 
+/// SDXL text conditioning: hidden states (flat), pooled embedding, and the hidden states' shape.
+type SdxlText = (Vec<f32>, Vec<f32>, Vec<usize>);
+
 /// SDXL: both encoders' penultimate hidden states side by side, and the second's pooled embedding.
-fn encode_sdxl(te1: &mut Graph, te2: &mut Graph, ids: &[i64], ids_2: &[i64]) -> Result<(Vec<f32>, Vec<f32>, Vec<usize>), PipelineError> {
+fn encode_sdxl(te1: &mut Graph, te2: &mut Graph, ids: &[i64], ids_2: &[i64]) -> Result<SdxlText, PipelineError> {
     let h1_name = penultimate_hidden(te1)?;
     let h1 = te1.run(&[Input::i64("input_ids", &[1, ids.len()], ids)], &[&h1_name])?.remove(0);
     let h2_name = penultimate_hidden(te2)?;
