@@ -184,18 +184,15 @@ impl SchedulerConfig {
                 "must be at least 2",
             ));
         }
-        let beta_schedule = match self.beta_schedule.as_deref().unwrap_or("linear") {
-            "linear" => BetaSchedule::Linear,
-            "scaled_linear" => BetaSchedule::ScaledLinear,
-            "squaredcos_cap_v2" => BetaSchedule::SquaredCosCapV2,
-            "exp" if d.has_exp_schedule => BetaSchedule::Exp,
-            other => {
-                return Err(SamplerError::bad_config(
-                    "beta_schedule",
-                    format!("{other:?} is not supported"),
-                ))
-            }
-        };
+        let mut schedules = vec![
+            ("linear", BetaSchedule::Linear),
+            ("scaled_linear", BetaSchedule::ScaledLinear),
+            ("squaredcos_cap_v2", BetaSchedule::SquaredCosCapV2),
+        ];
+        if d.has_exp_schedule {
+            schedules.push(("exp", BetaSchedule::Exp));
+        }
+        let beta_schedule = choose("beta_schedule", self.beta_schedule.as_deref(), BetaSchedule::Linear, &schedules)?;
         let trained_betas = self.trained_betas.clone();
         if let Some(b) = &trained_betas {
             if b.len() != num_train_timesteps {
@@ -226,41 +223,21 @@ impl SchedulerConfig {
         &self,
         allow_original_sample: bool,
     ) -> Result<Prediction, SamplerError> {
-        match self.prediction_type.as_deref().unwrap_or("epsilon") {
-            "epsilon" => Ok(Prediction::Epsilon),
-            "v_prediction" => Ok(Prediction::V),
-            "sample" => Ok(Prediction::Sample),
-            "original_sample" if allow_original_sample => Ok(Prediction::Sample),
-            other => Err(SamplerError::bad_config(
-                "prediction_type",
-                format!("{other:?} is not supported"),
-            )),
+        let mut choices = vec![("epsilon", Prediction::Epsilon), ("v_prediction", Prediction::V), ("sample", Prediction::Sample)];
+        if allow_original_sample {
+            choices.push(("original_sample", Prediction::Sample));
         }
+        choose("prediction_type", self.prediction_type.as_deref(), Prediction::Epsilon, &choices)
     }
 
     fn spacing(&self, default: Spacing) -> Result<Spacing, SamplerError> {
-        match self.timestep_spacing.as_deref() {
-            None => Ok(default),
-            Some("linspace") => Ok(Spacing::Linspace),
-            Some("leading") => Ok(Spacing::Leading),
-            Some("trailing") => Ok(Spacing::Trailing),
-            Some(other) => Err(SamplerError::bad_config(
-                "timestep_spacing",
-                format!("{other:?} is not one of linspace, leading, trailing"),
-            )),
-        }
+        let choices = [("linspace", Spacing::Linspace), ("leading", Spacing::Leading), ("trailing", Spacing::Trailing)];
+        choose("timestep_spacing", self.timestep_spacing.as_deref(), default, &choices)
     }
 
     /// `final_sigmas_type`: true for "sigma_min", false for "zero" (the default).
     pub(crate) fn final_sigma_is_min(&self) -> Result<bool, SamplerError> {
-        match self.final_sigmas_type.as_deref().unwrap_or("zero") {
-            "zero" => Ok(false),
-            "sigma_min" => Ok(true),
-            other => Err(SamplerError::bad_config(
-                "final_sigmas_type",
-                format!("{other:?} is not zero or sigma_min"),
-            )),
-        }
+        choose("final_sigmas_type", self.final_sigmas_type.as_deref(), false, &[("zero", false), ("sigma_min", true)])
     }
 
     /// Rejects `thresholding: true` (needs per-image quantiles; only pixel-space models use it).
@@ -358,4 +335,14 @@ fn de_usize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> 
 
 fn de_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Ok(de_integral(d)?.map(|x| x as i64))
+}
+
+/// The value a string config `key` selects among `choices` (`default` when the key is absent);
+/// any other value is a `BadConfig` error listing the accepted ones.
+pub(crate) fn choose<T: Copy>(key: &str, value: Option<&str>, default: T, choices: &[(&str, T)]) -> Result<T, SamplerError> {
+    let Some(value) = value else { return Ok(default) };
+    choices.iter().find(|(name, _)| *name == value).map(|&(_, v)| v).ok_or_else(|| {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        SamplerError::bad_config(key, format!("{value:?} is not one of {}", names.join(", ")))
+    })
 }

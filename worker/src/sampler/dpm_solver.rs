@@ -5,7 +5,7 @@
 //! with lower_order_final. Timesteps are integers; the model input is not scaled.
 //! diffusers' `order` class attribute is 1 (the trait default) although the solver is second order.
 
-use super::config::{BetaSchedule, Prediction, SchedulerConfig, DDPM_DEFAULTS};
+use super::config::{choose, BetaSchedule, Prediction, SchedulerConfig, DDPM_DEFAULTS};
 use super::numpy::np_round;
 use super::schedule::{timesteps_dpm, TrainSchedule};
 use super::sigmas::{interp_sigmas, karras, sigma_to_t};
@@ -52,16 +52,8 @@ impl DpmSolverMultistep {
             ));
         }
         // diffusers maps the UniPC/DEIS solver types onto midpoint.
-        let heun = match cfg.solver_type.as_deref().unwrap_or("midpoint") {
-            "midpoint" | "logrho" | "bh1" | "bh2" => false,
-            "heun" => true,
-            other => {
-                return Err(SamplerError::bad_config(
-                    "solver_type",
-                    format!("{other:?} is not midpoint or heun"),
-                ))
-            }
-        };
+        let solvers = [("midpoint", false), ("logrho", false), ("bh1", false), ("bh2", false), ("heun", true)];
+        let heun = choose("solver_type", cfg.solver_type.as_deref(), false, &solvers)?;
         let final_is_min = cfg.final_sigma_is_min()?;
 
         let sched = TrainSchedule::new(&c, true);

@@ -1,6 +1,6 @@
 //! Euler: diffusers' `EulerDiscreteScheduler` (s_churn = 0, so no noise is added).
 
-use super::config::{Prediction, SchedulerConfig, DDPM_DEFAULTS};
+use super::config::{choose, Prediction, SchedulerConfig, DDPM_DEFAULTS};
 use super::kdiff;
 use super::numpy::torch_linspace_f32;
 use super::schedule::{timesteps_k, TrainSchedule};
@@ -23,26 +23,8 @@ impl Euler {
     ) -> Result<Self, SamplerError> {
         let c = cfg.common(&DDPM_DEFAULTS)?;
         let prediction = cfg.prediction(true)?;
-        let log_linear = match cfg.interpolation_type.as_deref().unwrap_or("linear") {
-            "linear" => false,
-            "log_linear" => true,
-            other => {
-                return Err(SamplerError::bad_config(
-                    "interpolation_type",
-                    format!("{other:?} is not linear or log_linear"),
-                ))
-            }
-        };
-        let continuous = match cfg.timestep_type.as_deref().unwrap_or("discrete") {
-            "discrete" => false,
-            "continuous" => true,
-            other => {
-                return Err(SamplerError::bad_config(
-                    "timestep_type",
-                    format!("{other:?} is not discrete or continuous"),
-                ))
-            }
-        };
+        let log_linear = choose("interpolation_type", cfg.interpolation_type.as_deref(), false, &[("linear", false), ("log_linear", true)])?;
+        let continuous = choose("timestep_type", cfg.timestep_type.as_deref(), false, &[("discrete", false), ("continuous", true)])?;
         let final_is_min = cfg.final_sigma_is_min()?;
 
         let sched = TrainSchedule::new(&c, true);

@@ -106,53 +106,35 @@ impl TrainSchedule {
     }
 }
 
-/// Timesteps of the sigma-based schedulers (Euler, Euler a, Heun, LMS): float32 values.
-pub(crate) fn timesteps_k(spacing: Spacing, train: usize, n: usize, steps_offset: i64) -> Vec<f32> {
+/// Inference timesteps, descending, spread over the training timesteps as `spacing` says (as
+/// diffusers' `set_timesteps` computes them in numpy). Leading and trailing give integers;
+/// linspace gives fractional values, which DDIM rounds (`round_linspace`).
+fn spaced_timesteps(spacing: Spacing, train: usize, n: usize, steps_offset: i64, round_linspace: bool) -> Vec<f64> {
     match spacing {
         Spacing::Linspace => np_linspace(0.0, (train - 1) as f64, n)
             .iter()
             .rev()
-            .map(|&t| t as f32)
+            .map(|&t| if round_linspace { np_round(t) } else { t })
             .collect(),
         Spacing::Leading => {
             let ratio = train / n;
-            (0..n)
-                .rev()
-                .map(|i| (i * ratio) as f32 + steps_offset as f32)
-                .collect()
+            (0..n).rev().map(|i| ((i * ratio) as i64 + steps_offset) as f64).collect()
         }
         Spacing::Trailing => np_arange_f64(train as f64, 0.0, -(train as f64 / n as f64))
             .iter()
-            .map(|&t| np_round(t) as f32 - 1.0)
+            .map(|&t| np_round(t) - 1.0)
             .collect(),
     }
 }
 
+/// Timesteps of the sigma-based schedulers (Euler, Euler a, Heun, LMS): float32 values.
+pub(crate) fn timesteps_k(spacing: Spacing, train: usize, n: usize, steps_offset: i64) -> Vec<f32> {
+    spaced_timesteps(spacing, train, n, steps_offset, false).into_iter().map(|t| t as f32).collect()
+}
+
 /// Timesteps of DDIM: integers.
-pub(crate) fn timesteps_ddim(
-    spacing: Spacing,
-    train: usize,
-    n: usize,
-    steps_offset: i64,
-) -> Vec<i64> {
-    match spacing {
-        Spacing::Linspace => np_linspace(0.0, (train - 1) as f64, n)
-            .iter()
-            .rev()
-            .map(|&t| np_round(t) as i64)
-            .collect(),
-        Spacing::Leading => {
-            let ratio = train / n;
-            (0..n)
-                .rev()
-                .map(|i| (i * ratio) as i64 + steps_offset)
-                .collect()
-        }
-        Spacing::Trailing => np_arange_f64(train as f64, 0.0, -(train as f64 / n as f64))
-            .iter()
-            .map(|&t| np_round(t) as i64 - 1)
-            .collect(),
-    }
+pub(crate) fn timesteps_ddim(spacing: Spacing, train: usize, n: usize, steps_offset: i64) -> Vec<i64> {
+    spaced_timesteps(spacing, train, n, steps_offset, true).into_iter().map(|t| t as i64).collect()
 }
 
 /// Timesteps of DPM-Solver: integers over `[0, last_timestep)`, with n + 1 points of which the

@@ -10,7 +10,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::{new_scheduler, Sampler, SamplerError, SamplerKind, SamplerNameError, SchedulerConfig};
+use super::{new_scheduler, Sampler, SamplerError, SamplerKind, SamplerNameError, Scheduler, SchedulerConfig};
 
 const TOL: f64 = 1e-4;
 
@@ -115,6 +115,22 @@ impl Checker {
         }
     }
 
+    /// Timesteps (exactly when diffusers' are integers), sigmas and init_noise_sigma of a
+    /// freshly built scheduler against diffusers'.
+    fn schedule(&mut self, label: &str, s: &dyn Scheduler, timesteps: &[f64], timesteps_int: Option<bool>, sigmas: Option<&[f32]>, init_noise_sigma: f64) {
+        if timesteps_int == Some(true) {
+            if s.timesteps() != timesteps {
+                self.failures.push(format!("{label}: timesteps {:?} != {:?}", s.timesteps(), timesteps));
+            }
+        } else {
+            self.close(&format!("{label} timesteps"), s.timesteps(), timesteps);
+        }
+        if let Some(sig) = sigmas {
+            self.close(&format!("{label} sigmas"), s.sigmas(), sig);
+        }
+        self.close(&format!("{label} init_noise_sigma"), &[s.init_noise_sigma()], &[init_noise_sigma]);
+    }
+
     fn finish(self, name: &str) {
         println!(
             "{name}: {} arrays compared, worst relative error {:.3e} ({})",
@@ -159,26 +175,7 @@ fn check_fixture(name: &str, text: &str) {
                 continue;
             }
         };
-        let ts = case.timesteps.as_ref().unwrap();
-        if case.timesteps_int == Some(true) {
-            if s.timesteps() != ts.as_slice() {
-                ck.failures.push(format!(
-                    "{label}: timesteps {:?} != {:?}",
-                    s.timesteps(),
-                    ts
-                ));
-            }
-        } else {
-            ck.close(&format!("{label} timesteps"), s.timesteps(), ts);
-        }
-        if let Some(sig) = &case.sigmas {
-            ck.close(&format!("{label} sigmas"), s.sigmas(), sig);
-        }
-        ck.close(
-            &format!("{label} init_noise_sigma"),
-            &[s.init_noise_sigma()],
-            &[case.init_noise_sigma.unwrap()],
-        );
+        ck.schedule(&label, s.as_ref(), case.timesteps.as_ref().unwrap(), case.timesteps_int, case.sigmas.as_deref(), case.init_noise_sigma.unwrap());
         if s.order() != case.order.unwrap() {
             ck.failures.push(format!(
                 "{label}: order {} != {}",
@@ -349,26 +346,7 @@ fn sampler_reference_spacings() {
                 continue;
             }
         };
-        let ts = e.timesteps.as_ref().unwrap();
-        if e.timesteps_int == Some(true) {
-            if s.timesteps() != ts.as_slice() {
-                ck.failures.push(format!(
-                    "{label}: timesteps {:?} != {:?}",
-                    s.timesteps(),
-                    ts
-                ));
-            }
-        } else {
-            ck.close(&format!("{label} timesteps"), s.timesteps(), ts);
-        }
-        if let Some(sig) = &e.sigmas {
-            ck.close(&format!("{label} sigmas"), s.sigmas(), sig);
-        }
-        ck.close(
-            &format!("{label} init_noise_sigma"),
-            &[s.init_noise_sigma()],
-            &[e.init_noise_sigma.unwrap()],
-        );
+        ck.schedule(&label, s.as_ref(), e.timesteps.as_ref().unwrap(), e.timesteps_int, e.sigmas.as_deref(), e.init_noise_sigma.unwrap());
     }
     ck.finish("spacings");
 }
