@@ -7,22 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import onnxruntime as ort
 import torch
-from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, LMSDiscreteScheduler)
 from optimum.onnxruntime import ORTDiffusionPipeline
 
-SAMPLERS = {  # our sampler names -> diffusers class and overrides (same as tools/fixtures/record_pipelines.py)
-    "Euler": (EulerDiscreteScheduler, {}),
-    "Euler a": (EulerAncestralDiscreteScheduler, {}),
-    "Heun": (HeunDiscreteScheduler, {}),
-    "DDIM": (DDIMScheduler, {}),
-    "DPM++ 2M": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "LMS": (LMSDiscreteScheduler, {}),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from samplers import SAMPLERS, scheduler_for  # noqa: E402  (tools/fixtures/samplers.py)
+
 
 
 def main() -> None:
@@ -48,10 +43,7 @@ def main() -> None:
         opts.intra_op_num_threads = a.threads
     pipe = ORTDiffusionPipeline.from_pretrained(a.model_dir, provider=a.provider, session_options=opts)
     pipe.set_progress_bar_config(disable=True)
-    cls, overrides = SAMPLERS[a.sampler.removesuffix(" Karras")]
-    if a.sampler.endswith(" Karras"):
-        overrides = {**overrides, "use_karras_sigmas": True}
-    pipe.scheduler = cls.from_config(pipe.scheduler.config, **overrides)
+    pipe.scheduler = scheduler_for(a.sampler, pipe.scheduler.config)
 
     def once() -> float:
         gens = [torch.Generator("cpu").manual_seed(a.seed + i) for i in range(a.num_images)]
