@@ -10,8 +10,8 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::error::{panic_response, ApiError};
-use crate::{dialects, routes};
 use crate::service::Service;
+use crate::{dialects, routes};
 
 /// The whole HTTP surface of `darkroom-api serve`.
 pub fn router(service: Arc<Service>) -> Router {

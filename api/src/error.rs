@@ -122,7 +122,15 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let body = Body {
-            error: Detail { kind, message, field: self.field(), allowed: match &self { ApiError::Invalid(e) => e.allowed(), _ => None } },
+            error: Detail {
+                kind,
+                message,
+                field: self.field(),
+                allowed: match &self {
+                    ApiError::Invalid(e) => e.allowed(),
+                    _ => None,
+                },
+            },
         };
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -137,10 +145,6 @@ impl IntoResponse for ApiError {
 
 /// Answers a panic in a handler with our 500 (the panic itself is logged).
 pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
+    let what = panic.downcast_ref::<String>().map(String::as_str).or_else(|| panic.downcast_ref::<&str>().copied()).unwrap_or("(no message)");
     ApiError::Internal(format!("a handler panicked: {what}")).into_response()
 }

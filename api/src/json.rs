@@ -64,11 +64,8 @@ fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         serde_json::error::Category::Data => {
             let message = inner.to_string();
             // A missing field is reported at its parent (an unknown one at itself): name it.
-            let named = ["unknown field `", "missing field `"]
-                .iter()
-                .find_map(|p| message.strip_prefix(p))
-                .and_then(|rest| rest.split('`').next())
-                .map(str::to_string);
+            let named =
+                ["unknown field `", "missing field `"].iter().find_map(|p| message.strip_prefix(p)).and_then(|rest| rest.split('`').next()).map(str::to_string);
             let field = match (path.as_str(), named) {
                 (".", None) => None,
                 (".", Some(name)) => Some(name),

@@ -72,10 +72,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         Ok(addr) => tracing::info!("listening on http://{addr}"),
         Err(_) => tracing::info!("listening on {}", args.listen),
     }
-    axum::serve(listener, app::router(service))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .map_err(ServeError::Serve)?;
+    axum::serve(listener, app::router(service)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await.map_err(ServeError::Serve)?;
 
     shutdown.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;

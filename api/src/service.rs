@@ -183,10 +183,7 @@ impl Service {
 
     /// One image of one of the tenant's jobs: its format name and bytes.
     pub async fn image(&self, tenant: Uuid, id: Uuid, index: i32) -> Result<(String, Vec<u8>), ApiError> {
-        self.store
-            .image(tenant, id, index)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("job {id} has no image {index}")))
+        self.store.image(tenant, id, index).await?.ok_or_else(|| ApiError::NotFound(format!("job {id} has no image {index}")))
     }
 
     /// The tenant's newest succeeded job made for a request with this cache key, with its images.

@@ -106,9 +106,7 @@ pub struct Queue {
 impl Queue {
     /// Connect to `url`; every key is under `prefix`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Queue, QueueError> {
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map_err(|e| QueueError::Config(e.to_string()))?;
+        let pool = deadpool_redis::Config::from_url(url).create_pool(Some(deadpool_redis::Runtime::Tokio1)).map_err(|e| QueueError::Config(e.to_string()))?;
         let client = redis::Client::open(url)?;
         let queue = Queue {
             pool,

@@ -31,14 +31,7 @@ pub struct Sampler {
 }
 
 /// Every kind, in the order A1111 lists them.
-const KINDS: [SamplerKind; 6] = [
-    SamplerKind::DpmPp2m,
-    SamplerKind::EulerAncestral,
-    SamplerKind::Euler,
-    SamplerKind::Lms,
-    SamplerKind::Heun,
-    SamplerKind::Ddim,
-];
+const KINDS: [SamplerKind; 6] = [SamplerKind::DpmPp2m, SamplerKind::EulerAncestral, SamplerKind::Euler, SamplerKind::Lms, SamplerKind::Heun, SamplerKind::Ddim];
 
 impl SamplerKind {
     /// A1111's name without the " Karras" suffix.
@@ -86,22 +79,11 @@ impl Sampler {
     /// A1111's `scheduler` field: "automatic" keeps the sampler, "karras" selects Karras sigmas.
     pub fn with_scheduler(self, scheduler: &str) -> Result<Sampler, SamplerError> {
         let s = scheduler.trim().to_ascii_lowercase();
-        let supported = if self.kind.supports_karras() {
-            "Automatic, Karras"
-        } else {
-            "Automatic"
-        };
+        let supported = if self.kind.supports_karras() { "Automatic, Karras" } else { "Automatic" };
         match s.as_str() {
             "automatic" => Ok(self),
-            "karras" if self.kind.supports_karras() => Ok(Sampler {
-                karras: true,
-                ..self
-            }),
-            _ => Err(SamplerError::UnsupportedScheduler {
-                scheduler: scheduler.to_string(),
-                sampler: self.a1111_name(),
-                supported: supported.to_string(),
-            }),
+            "karras" if self.kind.supports_karras() => Ok(Sampler { karras: true, ..self }),
+            _ => Err(SamplerError::UnsupportedScheduler { scheduler: scheduler.to_string(), sampler: self.a1111_name(), supported: supported.to_string() }),
         }
     }
 
@@ -124,13 +106,7 @@ impl Sampler {
     pub fn names() -> Vec<String> {
         let mut out = Vec::new();
         for kind in KINDS {
-            out.push(
-                Sampler {
-                    kind,
-                    karras: false,
-                }
-                .a1111_name(),
-            );
+            out.push(Sampler { kind, karras: false }.a1111_name());
             if kind.supports_karras() {
                 out.push(Sampler { kind, karras: true }.a1111_name());
             }
@@ -150,17 +126,10 @@ impl std::str::FromStr for Sampler {
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
         // Case-insensitive, surrounding whitespace ignored, inner runs of whitespace collapsed.
-        let key = name
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_lowercase();
+        let key = name.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase();
         for kind in KINDS {
             let base = kind.a1111_base().to_ascii_lowercase();
-            let plain = Sampler {
-                kind,
-                karras: false,
-            };
+            let plain = Sampler { kind, karras: false };
             let karras = Sampler { kind, karras: true };
             if key == base || key == kind.diffusers_class().to_ascii_lowercase() {
                 return Ok(plain);
@@ -180,9 +149,6 @@ impl std::str::FromStr for Sampler {
                 }
             }
         }
-        Err(SamplerError::UnknownSampler {
-            name: name.to_string(),
-            valid: Sampler::names().join(", "),
-        })
+        Err(SamplerError::UnknownSampler { name: name.to_string(), valid: Sampler::names().join(", ") })
     }
 }

@@ -132,21 +132,15 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
         return Err(out_of_range("num_images", format!("an integer from 1 to {MAX_NUM_IMAGES}"), req.num_images));
     }
 
-    let sampler: Sampler = req
-        .sampler
-        .parse()
-        .map_err(|_| ValidationError::UnknownSampler { name: req.sampler.clone(), valid: Sampler::names() })?;
+    let sampler: Sampler = req.sampler.parse().map_err(|_| ValidationError::UnknownSampler { name: req.sampler.clone(), valid: Sampler::names() })?;
     out.sampler = sampler.a1111_name();
 
     // Image i uses seed + i, and every one of them must fit a BIGINT.
     let max_seed = MAX_SEED - u64::from(req.num_images - 1);
     match req.seed {
         Some(seed) if seed > max_seed => {
-            let allowed = if req.num_images > 1 {
-                format!("at most {max_seed} (9223372036854775807 minus num_images - 1)")
-            } else {
-                format!("at most {MAX_SEED}")
-            };
+            let allowed =
+                if req.num_images > 1 { format!("at most {max_seed} (9223372036854775807 minus num_images - 1)") } else { format!("at most {MAX_SEED}") };
             return Err(out_of_range("seed", allowed, seed));
         }
         Some(_) => {}
@@ -171,7 +165,11 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
             }
             let strength64: f64 = strength.to_string().parse().unwrap_or(f64::from(strength));
             if f64::from(req.steps) * strength64 < 1.0 {
-                return Err(out_of_range("strength", format!("at least 1/steps (with {} steps, at least {:.4}) so one step runs", req.steps, 1.0 / f64::from(req.steps)), strength));
+                return Err(out_of_range(
+                    "strength",
+                    format!("at least 1/steps (with {} steps, at least {:.4}) so one step runs", req.steps, 1.0 / f64::from(req.steps)),
+                    strength,
+                ));
             }
             out.strength = Some(strength);
             check_init_image(image, limits)?;
@@ -213,11 +211,7 @@ pub fn decode_base64_image(value: &str) -> Result<Vec<u8>, ValidationError> {
 fn check_init_image(value: &str, limits: &Limits) -> Result<(), ValidationError> {
     let bad = |reason: String| ValidationError::InitImage { reason };
     let bytes = decode_base64_image(value)?;
-    let reader = || {
-        image::ImageReader::new(Cursor::new(&bytes[..]))
-            .with_guessed_format()
-            .map_err(|e| bad(format!("could not be read: {e}")))
-    };
+    let reader = || image::ImageReader::new(Cursor::new(&bytes[..])).with_guessed_format().map_err(|e| bad(format!("could not be read: {e}")));
     let format = reader()?.format();
     if !matches!(format, Some(image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP)) {
         return Err(bad("must be a PNG, JPEG or WebP image".into()));

@@ -448,8 +448,9 @@ async fn prefer_wait_answers_200_with_the_images_when_a_worker_finishes() {
     assert!(running["started_at"].is_string() && running["queue_position"].is_null());
     assert!(!waiting.is_finished(), "still waiting while the job runs");
 
-    let images: Vec<NewImage> =
-        (0..2).map(|i| NewImage { idx: i, seed: 77 + i as u64, format: "png".into(), width: 64, height: 64 + 8 * i as u32, bytes: png(64, 64 + 8 * i as u32) }).collect();
+    let images: Vec<NewImage> = (0..2)
+        .map(|i| NewImage { idx: i, seed: 77 + i as u64, format: "png".into(), width: 64, height: 64 + 8 * i as u32, bytes: png(64, 64 + 8 * i as u32) })
+        .collect();
     let finished_at = Instant::now();
     assert!(store.complete(claim.job_id, claim.lease, &images).await.unwrap());
     let (status, job) = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("the waiter is woken").unwrap();

@@ -17,7 +17,8 @@ fn generate(args: &[&str]) -> std::process::Output {
 fn generates_indexed_files_and_prints_seeds_and_stage_times() {
     let dir = scratch("cli-generate");
     let out = dir.join("cat.png");
-    let o = generate(&["--prompt", "a cat", "--width", "64", "--height", "64", "--steps", "3", "--seed", "7", "--num-images", "2", "-o", out.to_str().unwrap()]);
+    let o =
+        generate(&["--prompt", "a cat", "--width", "64", "--height", "64", "--steps", "3", "--seed", "7", "--num-images", "2", "-o", out.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("seed 7") && stdout.contains("seed 8"), "{stdout}");
@@ -43,7 +44,22 @@ fn jpeg_and_webp_follow_the_extension_and_img2img_works() {
     assert_eq!(image::ImageFormat::from_path(&jpg).unwrap(), image::ImageFormat::Jpeg);
     assert!(image::load_from_memory_with_format(&std::fs::read(&jpg).unwrap(), image::ImageFormat::Jpeg).is_ok());
     let webp = dir.join("b.webp");
-    let o = generate(&["--prompt", "a dog", "--width", "96", "--height", "64", "--steps", "4", "--init-image", jpg.to_str().unwrap(), "--strength", "0.5", "-o", webp.to_str().unwrap()]);
+    let o = generate(&[
+        "--prompt",
+        "a dog",
+        "--width",
+        "96",
+        "--height",
+        "64",
+        "--steps",
+        "4",
+        "--init-image",
+        jpg.to_str().unwrap(),
+        "--strength",
+        "0.5",
+        "-o",
+        webp.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let img = image::load_from_memory_with_format(&std::fs::read(&webp).unwrap(), image::ImageFormat::WebP).unwrap();
     assert_eq!((img.width(), img.height()), (96, 64));

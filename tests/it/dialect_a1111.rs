@@ -124,11 +124,18 @@ async fn seed_004_examples_replayed() {
     assert_eq!(info["all_seeds"], json!([985454925]));
     assert_eq!((info["sampler_name"].as_str(), info["extra_generation_params"]["Schedule type"].as_str()), (Some("DPM++ 2M"), Some("Karras")));
     assert_eq!(info["sd_model_name"], "tiny");
-    assert!(info["infotexts"][0].as_str().unwrap().starts_with("apple\nNegative prompt: red\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 985454925"));
+    assert!(info["infotexts"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("apple\nNegative prompt: red\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 985454925"));
 
     // The job is an ordinary job of the tenant.
-    let job: Value = sd.http.get(api.url(&format!("/v1/jobs/{}", info["job_id"].as_str().unwrap()))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
-    assert_eq!((job["status"].as_str(), job["request"]["sampler"].as_str(), job["request"]["steps"].as_i64()), (Some("succeeded"), Some("DPM++ 2M Karras"), Some(20)));
+    let job: Value =
+        sd.http.get(api.url(&format!("/v1/jobs/{}", info["job_id"].as_str().unwrap()))).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (job["status"].as_str(), job["request"]["sampler"].as_str(), job["request"]["steps"].as_i64()),
+        (Some("succeeded"), Some("DPM++ 2M Karras"), Some(20))
+    );
 
     // Additional notes 1 and 2: list the models, switch to one by its title.
     let (status, models) = sd.get("/sd-models").await;

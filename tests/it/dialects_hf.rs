@@ -170,7 +170,9 @@ async fn hf_serverless_seed_example_formats_and_parameters() {
     let req = &job["request"];
     assert_eq!((req["sampler"].as_str(), req["seed"].as_u64(), req["negative_prompt"].as_str()), (Some("DPM++ 2M"), Some(5), Some("blurry, dark")));
     assert_eq!(req["guidance_scale"], 6.0);
-    let r = c.post("/models/tiny", json!({"inputs": "a cat", "parameters": {"width": 64, "height": 128, "num_inference_steps": 2, "negative_prompt": "x"}}), &[]).await;
+    let r = c
+        .post("/models/tiny", json!({"inputs": "a cat", "parameters": {"width": 64, "height": 128, "num_inference_steps": 2, "negative_prompt": "x"}}), &[])
+        .await;
     assert_eq!(r.status(), 200);
 
     // Errors.

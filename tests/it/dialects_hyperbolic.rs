@@ -37,7 +37,10 @@ async fn hyperbolic_seed_example_fields_and_errors() {
     // The seed's curl example (the model name is an alias of the tiny model), at 128x128 instead
     // of 1024x1024: 1024 takes minutes on one CPU thread.
     let (status, body) = acme
-        .json(ROUTE, json!({"model_name": "SDXL1.0-base", "prompt": "a photo of an astronaut riding a horse on mars", "height": 128, "width": 128, "backend": "auto"}))
+        .json(
+            ROUTE,
+            json!({"model_name": "SDXL1.0-base", "prompt": "a photo of an astronaut riding a horse on mars", "height": 128, "width": 128, "backend": "auto"}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let images = body["images"].as_array().expect("images");
@@ -70,7 +73,8 @@ async fn hyperbolic_seed_example_fields_and_errors() {
     assert_eq!((req["width"].as_u64(), req["sampler"].as_str(), req["negative_prompt"].as_str()), (Some(64), Some("DPM++ 2M Karras"), Some("fog")));
 
     // img2img: image + strength.
-    let (status, body) = acme.json(ROUTE, json!({"model_name": "SD1.5", "prompt": "an oil painting", "image": png_b64(64, 64), "strength": 0.5, "steps": 4})).await;
+    let (status, body) =
+        acme.json(ROUTE, json!({"model_name": "SD1.5", "prompt": "an oil painting", "image": png_b64(64, 64), "strength": 0.5, "steps": 4})).await;
     assert_eq!(status, 200, "{body}");
     let req = &acme.newest_job().await["request"];
     assert_eq!(req["strength"], 0.5);
@@ -94,7 +98,9 @@ async fn hyperbolic_seed_example_fields_and_errors() {
         assert_refused(status, &answer, field);
     }
     // Validation errors use Hyperbolic's names.
-    for (field, value, param) in [("cfg_scale", json!(99), "cfg_scale"), ("steps", json!(0), "steps"), ("width", json!(100), "width"), ("sampler", json!("nope"), "sampler")] {
+    for (field, value, param) in
+        [("cfg_scale", json!(99), "cfg_scale"), ("steps", json!(0), "steps"), ("width", json!(100), "width"), ("sampler", json!("nope"), "sampler")]
+    {
         let mut body = base.clone();
         body[field] = value;
         let (status, answer) = acme.json(ROUTE, body).await;

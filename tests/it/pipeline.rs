@@ -63,9 +63,7 @@ fn every_reference_image_is_reproduced_within_2_of_255() {
     let mut pipelines: HashMap<String, Pipeline> = HashMap::new();
     let mut failures = Vec::new();
     for case in &manifest.cases {
-        let pipeline = pipelines
-            .entry(case.model.clone())
-            .or_insert_with(|| Pipeline::load(runtime(), &model_dir(&case.model)).expect("tiny model loads"));
+        let pipeline = pipelines.entry(case.model.clone()).or_insert_with(|| Pipeline::load(runtime(), &model_dir(&case.model)).expect("tiny model loads"));
         let params = resolve(&request(case), pipeline.model()).expect("reference request is valid");
         let (images, _) = pipeline.generate(&params, &mut darkroom_worker::pipeline::NoObserver).expect("generates");
         assert_eq!(images.len(), case.images.len(), "{}", case.name);
@@ -84,7 +82,8 @@ fn every_reference_image_is_reproduced_within_2_of_255() {
 #[test]
 fn image_i_uses_seed_plus_i() {
     let mut pipeline = Pipeline::load(runtime(), &model_dir("tiny-sd15")).unwrap();
-    let mut req = GenerationRequest { width: Some(64), height: Some(64), steps: 4, seed: Some(100), num_images: 2, ..GenerationRequest::new("m", "a red apple") };
+    let mut req =
+        GenerationRequest { width: Some(64), height: Some(64), steps: 4, seed: Some(100), num_images: 2, ..GenerationRequest::new("m", "a red apple") };
     let params = resolve(&req, pipeline.model()).unwrap();
     let (pair, _) = pipeline.generate(&params, &mut darkroom_worker::pipeline::NoObserver).unwrap();
     assert_eq!((pair[0].seed, pair[1].seed), (100, 101));
@@ -126,7 +125,14 @@ fn progress_is_reported_per_step_and_cancel_stops_between_steps() {
 
 #[test]
 fn fp16_export_runs_and_stays_close_to_fp32() {
-    let req = GenerationRequest { width: Some(64), height: Some(64), steps: 8, seed: Some(42), sampler: "Euler a".into(), ..GenerationRequest::new("m", "a photo of an astronaut riding a horse on mars") };
+    let req = GenerationRequest {
+        width: Some(64),
+        height: Some(64),
+        steps: 8,
+        seed: Some(42),
+        sampler: "Euler a".into(),
+        ..GenerationRequest::new("m", "a photo of an astronaut riding a horse on mars")
+    };
     let mut fp32 = Pipeline::load(runtime(), &model_dir("tiny-sd15")).unwrap();
     let mut fp16 = Pipeline::load(runtime(), &model_dir("tiny-sd15-fp16")).unwrap();
     let params = resolve(&req, fp32.model()).unwrap();

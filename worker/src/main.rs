@@ -263,7 +263,12 @@ fn report(t: &Timings) {
     print_timings("vae decode", t.vae_decode);
     print_timings("total", t.total);
     let outside = t.total.saturating_sub(t.in_onnx_runtime);
-    println!("{:>12}: {:10.2} ms ({:.2}% of total outside ONNX Runtime's session runs)", "ours", ms(outside), 100.0 * outside.as_secs_f64() / t.total.as_secs_f64().max(1e-9));
+    println!(
+        "{:>12}: {:10.2} ms ({:.2}% of total outside ONNX Runtime's session runs)",
+        "ours",
+        ms(outside),
+        100.0 * outside.as_secs_f64() / t.total.as_secs_f64().max(1e-9)
+    );
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -295,7 +300,15 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         in_onnx_runtime: mean(&|t| t.in_onnx_runtime),
         total: mean_total,
     };
-    println!("darkroom: {} runs of {}x{}, {} steps, {} ({}), mean per stage:", n, params.width, params.height, params.steps, params.sampler, c.model_dir.display());
+    println!(
+        "darkroom: {} runs of {}x{}, {} steps, {} ({}), mean per stage:",
+        n,
+        params.width,
+        params.height,
+        params.steps,
+        params.sampler,
+        c.model_dir.display()
+    );
     report(&mean_timings);
     println!("darkroom wall per image: mean {:.2} ms, min {:.2} ms", ms(mean_total), ms(min_total));
     if let Some(python) = &args.compare_python {
@@ -352,7 +365,9 @@ fn serve(args: RunArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     rt.block_on(async move {
-        let store = darkroom_shared::store::Store::connect_relaxed(&args.backends.database_url, args.backends.db_connections).await.context("connecting to Postgres")?;
+        let store = darkroom_shared::store::Store::connect_relaxed(&args.backends.database_url, args.backends.db_connections)
+            .await
+            .context("connecting to Postgres")?;
         store.migrate().await.context("migrating the database")?;
         let queue = darkroom_shared::queue::Queue::connect(&args.backends.redis_url, &args.backends.redis_prefix).await.context("connecting to Redis")?;
         let (tx, rx) = tokio::sync::watch::channel(false);

@@ -96,7 +96,14 @@ impl ModelDir {
         };
         let index: ModelIndex = read_json(&dir.require("model_index.json")?)?;
         let family = if index.class_name.contains("XL") || root.join("text_encoder_2").exists() { Family::Sdxl } else { Family::Sd };
-        let mut required = vec!["text_encoder/model.onnx", "unet/model.onnx", "vae_decoder/model.onnx", "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"];
+        let mut required = vec![
+            "text_encoder/model.onnx",
+            "unet/model.onnx",
+            "vae_decoder/model.onnx",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "scheduler/scheduler_config.json",
+        ];
         if family == Family::Sdxl {
             required.extend(["text_encoder_2/model.onnx", "tokenizer_2/vocab.json", "tokenizer_2/merges.txt"]);
         }

@@ -135,20 +135,12 @@ impl Graph {
 
     /// The declared input `name`, or an error listing the inputs the graph has.
     pub fn require_input(&self, name: &str) -> Result<&IoSpec, GraphError> {
-        self.input(name).ok_or_else(|| GraphError::MissingInput {
-            path: self.path.clone(),
-            name: name.to_string(),
-            have: names(&self.inputs),
-        })
+        self.input(name).ok_or_else(|| GraphError::MissingInput { path: self.path.clone(), name: name.to_string(), have: names(&self.inputs) })
     }
 
     /// The declared output `name`, or an error listing the outputs the graph has.
     pub fn require_output(&self, name: &str) -> Result<&IoSpec, GraphError> {
-        self.output(name).ok_or_else(|| GraphError::MissingOutput {
-            path: self.path.clone(),
-            name: name.to_string(),
-            have: names(&self.outputs),
-        })
+        self.output(name).ok_or_else(|| GraphError::MissingOutput { path: self.path.clone(), name: name.to_string(), have: names(&self.outputs) })
     }
 
     /// Run the graph on `inputs` and return the outputs named in `wanted`, as f32.

@@ -149,7 +149,8 @@ impl Pipeline {
             Some(&c) if c > 0 => c as usize,
             _ => 4,
         };
-        let pipeline = Pipeline { model, tokenizer, tokenizer_2, text_encoder, text_encoder_2, unet, vae_decoder, vae_encoder, scheduler_config, latent_channels };
+        let pipeline =
+            Pipeline { model, tokenizer, tokenizer_2, text_encoder, text_encoder_2, unet, vae_decoder, vae_encoder, scheduler_config, latent_channels };
         pipeline.check_widths()?;
         Ok(pipeline)
     }

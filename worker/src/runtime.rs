@@ -179,9 +179,8 @@ impl Runtime {
         }
         if let Provider::Cuda { device_id } = provider {
             let cuda = ep::CUDA::default().with_device_id(device_id).build().error_on_failure();
-            builder = builder
-                .with_execution_providers([cuda])
-                .map_err(|e| RuntimeError::CudaUnavailable { path: self.library.clone(), message: e.to_string() })?;
+            builder =
+                builder.with_execution_providers([cuda]).map_err(|e| RuntimeError::CudaUnavailable { path: self.library.clone(), message: e.to_string() })?;
         }
         builder.commit_from_file(path).map_err(|e| err(&e))
     }

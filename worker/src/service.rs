@@ -103,13 +103,8 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
     let models: HashMap<String, Served> = models.into_iter().map(|m| (m.name.clone(), m)).collect();
 
     let heartbeat = tokio::spawn(heartbeats(store.clone(), settings.worker_id, settings.heartbeat, shutdown.clone()));
-    let recovery = tokio::spawn(darkroom_shared::recovery::run(
-        store.clone(),
-        queue.clone(),
-        settings.max_attempts,
-        settings.recovery_every,
-        stopped(shutdown.clone()),
-    ));
+    let recovery =
+        tokio::spawn(darkroom_shared::recovery::run(store.clone(), queue.clone(), settings.max_attempts, settings.recovery_every, stopped(shutdown.clone())));
 
     let mut waiter = queue.blocking_connection().await?;
     let mut start = 0usize;
@@ -178,7 +173,14 @@ async fn heartbeats(store: Store, worker: Uuid, every: Duration, shutdown: watch
 }
 
 /// Claim a delivered job and, if it is ours, run it to its end.
-async fn handle(store: &Store, queue: &Queue, models: &HashMap<String, Served>, s: &Settings, d: &Delivery, shutdown: &watch::Receiver<bool>) -> Result<(), ServiceError> {
+async fn handle(
+    store: &Store,
+    queue: &Queue,
+    models: &HashMap<String, Served>,
+    s: &Settings,
+    d: &Delivery,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<(), ServiceError> {
     let claim = store.claim(d.job, s.worker_id, s.lease).await;
     if let Err(e) = queue.ack(d).await {
         tracing::warn!(job = %d.job, "acknowledging the delivery failed: {e}");
@@ -235,7 +237,13 @@ async fn handle(store: &Store, queue: &Queue, models: &HashMap<String, Served>, 
 }
 
 /// Encode every image in the requested format, with its infotext.
-fn encode(images: &[GeneratedImage], p: &crate::pipeline::GenerateParams, sampler: &str, model: &str, req: &darkroom_shared::request::GenerationRequest) -> Result<Vec<NewImage>, PipelineError> {
+fn encode(
+    images: &[GeneratedImage],
+    p: &crate::pipeline::GenerateParams,
+    sampler: &str,
+    model: &str,
+    req: &darkroom_shared::request::GenerationRequest,
+) -> Result<Vec<NewImage>, PipelineError> {
     images
         .iter()
         .map(|img| {
@@ -251,7 +259,8 @@ fn encode(images: &[GeneratedImage], p: &crate::pipeline::GenerateParams, sample
                 model,
                 denoising_strength: p.init_image.as_ref().map(|_| p.strength),
             };
-            let bytes = output::encode(&img.image, req.output_format, &info.to_string()).map_err(|e| PipelineError::Invalid { field: "output_format", message: e.to_string() })?;
+            let bytes = output::encode(&img.image, req.output_format, &info.to_string())
+                .map_err(|e| PipelineError::Invalid { field: "output_format", message: e.to_string() })?;
             Ok(NewImage {
                 idx: img.index as i32,
                 seed: img.seed,
@@ -265,7 +274,14 @@ fn encode(images: &[GeneratedImage], p: &crate::pipeline::GenerateParams, sample
 }
 
 /// Record how the job ended, fenced by its lease.
-async fn finish(store: &Store, queue: &Queue, claim: &Claim, result: Result<(Vec<NewImage>, Duration), PipelineError>, reasons: &StopReasons, s: &Settings) -> Result<(), ServiceError> {
+async fn finish(
+    store: &Store,
+    queue: &Queue,
+    claim: &Claim,
+    result: Result<(Vec<NewImage>, Duration), PipelineError>,
+    reasons: &StopReasons,
+    s: &Settings,
+) -> Result<(), ServiceError> {
     let id = claim.job_id;
     match result {
         Ok((images, compute)) => {
@@ -304,7 +320,14 @@ async fn finish(store: &Store, queue: &Queue, claim: &Claim, result: Result<(Vec
 
 /// While the job runs: forward progress (coalesced) and renew the lease; stop the pipeline
 /// when the client cancels or the lease is lost.
-async fn keep_lease(store: Store, claim: Claim, lease: Duration, mut progress: mpsc::UnboundedReceiver<(usize, usize)>, reasons: Arc<StopReasons>, stop: Arc<AtomicBool>) {
+async fn keep_lease(
+    store: Store,
+    claim: Claim,
+    lease: Duration,
+    mut progress: mpsc::UnboundedReceiver<(usize, usize)>,
+    reasons: Arc<StopReasons>,
+    stop: Arc<AtomicBool>,
+) {
     let mut renew = tokio::time::interval(lease / 3);
     renew.tick().await; // the claim just set the lease
     loop {

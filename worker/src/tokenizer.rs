@@ -121,10 +121,7 @@ pub enum TokenizerError {
 
 impl TokenizerError {
     fn malformed(path: &Path, reason: impl Into<String>) -> Self {
-        TokenizerError::Malformed {
-            path: path.to_path_buf(),
-            reason: reason.into(),
-        }
+        TokenizerError::Malformed { path: path.to_path_buf(), reason: reason.into() }
     }
 }
 
@@ -149,12 +146,7 @@ struct TokenSpec {
 
 impl TokenSpec {
     fn plain(content: &str) -> Self {
-        TokenSpec {
-            content: content.to_string(),
-            lstrip: false,
-            rstrip: false,
-            single_word: false,
-        }
+        TokenSpec { content: content.to_string(), lstrip: false, rstrip: false, single_word: false }
     }
 
     /// A string, an `{"content": ..}` object (`__type: AddedToken` or not), or null.
@@ -163,35 +155,18 @@ impl TokenSpec {
             Value::Null => Ok(None),
             Value::String(s) => Ok(Some(TokenSpec::plain(s))),
             Value::Object(map) => {
-                let content = map.get("content").and_then(Value::as_str).ok_or_else(|| {
-                    TokenizerError::malformed(path, format!("{key} has no string \"content\""))
-                })?;
+                let content =
+                    map.get("content").and_then(Value::as_str).ok_or_else(|| TokenizerError::malformed(path, format!("{key} has no string \"content\"")))?;
                 let flag = |name: &str| map.get(name).and_then(Value::as_bool).unwrap_or(false);
-                Ok(Some(TokenSpec {
-                    content: content.to_string(),
-                    lstrip: flag("lstrip"),
-                    rstrip: flag("rstrip"),
-                    single_word: flag("single_word"),
-                }))
+                Ok(Some(TokenSpec { content: content.to_string(), lstrip: flag("lstrip"), rstrip: flag("rstrip"), single_word: flag("single_word") }))
             }
-            _ => Err(TokenizerError::malformed(
-                path,
-                format!("{key} is neither a string nor a token object"),
-            )),
+            _ => Err(TokenizerError::malformed(path, format!("{key} is neither a string nor a token object"))),
         }
     }
 }
 
 /// The special-token attributes, in transformers' `SPECIAL_TOKENS_ATTRIBUTES` order.
-const SPECIAL_KEYS: [&str; 7] = [
-    "bos_token",
-    "eos_token",
-    "unk_token",
-    "sep_token",
-    "pad_token",
-    "cls_token",
-    "mask_token",
-];
+const SPECIAL_KEYS: [&str; 7] = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"];
 
 /// CLIP's tokenizer: prompt text to the `input_ids` diffusers feeds the text encoder.
 ///
@@ -222,14 +197,7 @@ impl fmt::Debug for ClipTokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClipTokenizer")
             .field("vocab_size", &self.bpe.get_vocab_size())
-            .field(
-                "added",
-                &self
-                    .added
-                    .iter()
-                    .map(|t| (&t.content, t.id))
-                    .collect::<Vec<_>>(),
-            )
+            .field("added", &self.added.iter().map(|t| (&t.content, t.id)).collect::<Vec<_>>())
             .field("bos_id", &self.bos_id)
             .field("eos_id", &self.eos_id)
             .field("pad_id", &self.pad_id)
@@ -261,18 +229,14 @@ impl ClipTokenizer {
         specs.insert("unk_token", Some(TokenSpec::plain(END_OF_TEXT)));
         specs.insert("pad_token", Some(TokenSpec::plain(END_OF_TEXT)));
         let mut additional: Vec<TokenSpec> = Vec::new();
-        let mut apply_specs = |obj: &serde_json::Map<String, Value>,
-                               path: &Path|
-         -> Result<(), TokenizerError> {
+        let mut apply_specs = |obj: &serde_json::Map<String, Value>, path: &Path| -> Result<(), TokenizerError> {
             for key in SPECIAL_KEYS {
                 if let Some(v) = obj.get(key) {
                     specs.insert(key, TokenSpec::parse(v, path, key)?);
                 }
             }
             if let Some(v) = obj.get("additional_special_tokens") {
-                let list = v.as_array().ok_or_else(|| {
-                    TokenizerError::malformed(path, "additional_special_tokens is not a list")
-                })?;
+                let list = v.as_array().ok_or_else(|| TokenizerError::malformed(path, "additional_special_tokens is not a list"))?;
                 additional.clear();
                 for item in list {
                     if let Some(spec) = TokenSpec::parse(item, path, "additional_special_tokens")? {
@@ -289,20 +253,11 @@ impl ClipTokenizer {
         // Added tokens in id order; later definitions of the same content win.
         let mut added_list: Vec<AddedToken> = Vec::new();
         if let Some(decoder) = config.as_ref().and_then(|c| c.get("added_tokens_decoder")) {
-            let decoder = decoder.as_object().ok_or_else(|| {
-                TokenizerError::malformed(&config_path, "added_tokens_decoder is not an object")
-            })?;
+            let decoder = decoder.as_object().ok_or_else(|| TokenizerError::malformed(&config_path, "added_tokens_decoder is not an object"))?;
             for (id, token) in decoder {
-                let id: u32 = id.parse().map_err(|_| {
-                    TokenizerError::malformed(
-                        &config_path,
-                        format!("added_tokens_decoder key {id:?} is not an id"),
-                    )
-                })?;
+                let id: u32 = id.parse().map_err(|_| TokenizerError::malformed(&config_path, format!("added_tokens_decoder key {id:?} is not an id")))?;
                 let spec = TokenSpec::parse(token, &config_path, "added_tokens_decoder")?
-                    .ok_or_else(|| {
-                        TokenizerError::malformed(&config_path, "null in added_tokens_decoder")
-                    })?;
+                    .ok_or_else(|| TokenizerError::malformed(&config_path, "null in added_tokens_decoder"))?;
                 added_list.push(AddedToken::from_spec(spec, id));
             }
         } else {
@@ -317,12 +272,7 @@ impl ClipTokenizer {
                     let id = id
                         .as_u64()
                         .and_then(|i| u32::try_from(i).ok())
-                        .ok_or_else(|| {
-                            TokenizerError::malformed(
-                                &added_path,
-                                format!("id of {content:?} is not an integer"),
-                            )
-                        })?;
+                        .ok_or_else(|| TokenizerError::malformed(&added_path, format!("id of {content:?} is not an integer")))?;
                     added_list.push(AddedToken::from_spec(TokenSpec::plain(&content), id));
                 }
             }
@@ -330,21 +280,11 @@ impl ClipTokenizer {
             if let Some(obj) = read_json_object(&fast_path)? {
                 if let Some(list) = obj.get("added_tokens").and_then(Value::as_array) {
                     for item in list {
-                        let id = item
-                            .get("id")
-                            .and_then(Value::as_u64)
-                            .and_then(|i| u32::try_from(i).ok());
+                        let id = item.get("id").and_then(Value::as_u64).and_then(|i| u32::try_from(i).ok());
                         let spec = TokenSpec::parse(item, &fast_path, "added_tokens")?;
                         match (id, spec) {
-                            (Some(id), Some(spec)) => {
-                                added_list.push(AddedToken::from_spec(spec, id))
-                            }
-                            _ => {
-                                return Err(TokenizerError::malformed(
-                                    &fast_path,
-                                    "added_tokens entry without id or content",
-                                ))
-                            }
+                            (Some(id), Some(spec)) => added_list.push(AddedToken::from_spec(spec, id)),
+                            _ => return Err(TokenizerError::malformed(&fast_path, "added_tokens entry without id or content")),
                         }
                     }
                 }
@@ -358,10 +298,7 @@ impl ClipTokenizer {
 
         // Special tokens that are not added tokens yet are added now: with their vocabulary
         // id, or with a new id after the vocabulary.
-        let mut special_list: Vec<TokenSpec> = SPECIAL_KEYS
-            .iter()
-            .filter_map(|k| specs.get(k).cloned().flatten())
-            .collect();
+        let mut special_list: Vec<TokenSpec> = SPECIAL_KEYS.iter().filter_map(|k| specs.get(k).cloned().flatten()).collect();
         special_list.extend(additional);
         for spec in special_list {
             if spec.content.is_empty() || added_by_content.contains_key(&spec.content) {
@@ -370,11 +307,7 @@ impl ClipTokenizer {
             let id = match vocab.get(&spec.content) {
                 Some(&id) => id,
                 None => {
-                    let known = vocab.len()
-                        + added_by_content
-                            .keys()
-                            .filter(|k| !vocab.contains_key(*k))
-                            .count();
+                    let known = vocab.len() + added_by_content.keys().filter(|k| !vocab.contains_key(*k)).count();
                     known as u32
                 }
             };
@@ -382,23 +315,13 @@ impl ClipTokenizer {
         }
 
         let unk_content = specs.get("unk_token").cloned().flatten().map(|s| s.content);
-        let token_id = |content: &str| -> Option<u32> {
-            added_by_content
-                .get(content)
-                .map(|t| t.id)
-                .or_else(|| vocab.get(content).copied())
-        };
+        let token_id = |content: &str| -> Option<u32> { added_by_content.get(content).map(|t| t.id).or_else(|| vocab.get(content).copied()) };
         let unk_id = unk_content.as_deref().and_then(token_id);
         let special_id = |key: &str| -> Result<u32, TokenizerError> {
-            let spec = specs.get(key).cloned().flatten().ok_or_else(|| {
-                TokenizerError::malformed(&config_path, format!("no {key} is configured"))
-            })?;
-            token_id(&spec.content).or(unk_id).ok_or_else(|| {
-                TokenizerError::malformed(
-                    &config_path,
-                    format!("{key} {:?} is not in the vocabulary", spec.content),
-                )
-            })
+            let spec = specs.get(key).cloned().flatten().ok_or_else(|| TokenizerError::malformed(&config_path, format!("no {key} is configured")))?;
+            token_id(&spec.content)
+                .or(unk_id)
+                .ok_or_else(|| TokenizerError::malformed(&config_path, format!("{key} {:?} is not in the vocabulary", spec.content)))
         };
         let bos_id = special_id("bos_token")?;
         let eos_id = special_id("eos_token")?;
@@ -411,12 +334,7 @@ impl ClipTokenizer {
             Some(v) => match v.as_f64() {
                 Some(f) if f > (1u64 << 20) as f64 => DEFAULT_MAX_LENGTH,
                 Some(f) if f >= 2.0 && f.fract() == 0.0 => f as usize,
-                _ => {
-                    return Err(TokenizerError::malformed(
-                        &config_path,
-                        format!("model_max_length {v} is not a usable length"),
-                    ))
-                }
+                _ => return Err(TokenizerError::malformed(&config_path, format!("model_max_length {v} is not a usable length"))),
             },
         };
         let side = |key: &str| -> Result<bool, TokenizerError> {
@@ -424,25 +342,18 @@ impl ClipTokenizer {
                 None | Some(Value::Null) => Ok(false),
                 Some(Value::String(s)) if s == "right" => Ok(false),
                 Some(Value::String(s)) if s == "left" => Ok(true),
-                Some(v) => Err(TokenizerError::malformed(
-                    &config_path,
-                    format!("{key} {v} is neither \"left\" nor \"right\""),
-                )),
+                Some(v) => Err(TokenizerError::malformed(&config_path, format!("{key} {v} is neither \"left\" nor \"right\""))),
             }
         };
         let pad_left = side("padding_side")?;
         let truncate_left = side("truncation_side")?;
 
         let unk_token = unk_content.filter(|u| vocab.contains_key(u));
-        let mut builder = BPE::builder()
-            .vocab_and_merges(vocab, merges.pairs)
-            .end_of_word_suffix("</w>".to_string());
+        let mut builder = BPE::builder().vocab_and_merges(vocab, merges.pairs).end_of_word_suffix("</w>".to_string());
         if let Some(unk) = unk_token {
             builder = builder.unk_token(unk);
         }
-        let bpe = builder
-            .build()
-            .map_err(|e| TokenizerError::malformed(&merges.path, e.to_string()))?;
+        let bpe = builder.build().map_err(|e| TokenizerError::malformed(&merges.path, e.to_string()))?;
 
         let mut added: Vec<AddedToken> = added_by_content.into_values().collect();
         added.sort_by(|a, b| b.content.len().cmp(&a.content.len()).then(a.id.cmp(&b.id)));
@@ -512,9 +423,7 @@ impl ClipTokenizer {
             let Some(token) = self.added_token(&pieces[i]) else {
                 continue;
             };
-            let left = (i > 0)
-                .then(|| pieces[i - 1].clone())
-                .filter(|s| !s.is_empty());
+            let left = (i > 0).then(|| pieces[i - 1].clone()).filter(|s| !s.is_empty());
             let right = pieces.get(i + 1).cloned().filter(|s| !s.is_empty());
             if let (true, Some(right)) = (token.rstrip, &right) {
                 pieces[i + 1] = right.trim_start_matches(is_py_space).to_string();
@@ -556,11 +465,7 @@ impl ClipTokenizer {
         let mut i = 0;
         while i < text.len() {
             let rest = &text[i..];
-            if let Some(token) = self
-                .added
-                .iter()
-                .find(|t| rest.starts_with(t.content.as_str()))
-            {
+            if let Some(token) = self.added.iter().find(|t| rest.starts_with(t.content.as_str())) {
                 if start < i {
                     pieces.push(text[start..i].to_string());
                 }
@@ -590,29 +495,17 @@ impl ClipTokenizer {
             }
             mapped.clear();
             mapped.extend(word.bytes().map(|b| self.byte_chars[b as usize]));
-            let tokens = self
-                .bpe
-                .tokenize(&mapped)
-                .map_err(|e| TokenizerError::Encode(format!("BPE failed on {word:?}: {e}")))?;
+            let tokens = self.bpe.tokenize(&mapped).map_err(|e| TokenizerError::Encode(format!("BPE failed on {word:?}: {e}")))?;
             for token in tokens {
                 // `_convert_token_to_id_with_added_voc`: added tokens first.
-                ids.push(
-                    self.added_ids
-                        .get(token.value.as_str())
-                        .copied()
-                        .unwrap_or(token.id),
-                );
+                ids.push(self.added_ids.get(token.value.as_str()).copied().unwrap_or(token.id));
             }
         }
         Ok(())
     }
 
     fn token_to_id(&self, token: &str) -> u32 {
-        self.added_ids
-            .get(token)
-            .copied()
-            .or_else(|| self.bpe.token_to_id(token))
-            .unwrap_or(self.unk_id)
+        self.added_ids.get(token).copied().or_else(|| self.bpe.token_to_id(token)).unwrap_or(self.unk_id)
     }
 
     /// transformers' `BasicTokenizer(do_lower_case=True, strip_accents=False,
@@ -638,11 +531,7 @@ impl ClipTokenizer {
                 cleaned.push(c);
             }
         }
-        let composed: String = if cleaned.is_ascii() {
-            cleaned
-        } else {
-            cleaned.nfc().collect()
-        };
+        let composed: String = if cleaned.is_ascii() { cleaned } else { cleaned.nfc().collect() };
         let mut out = String::with_capacity(composed.len());
         for word in composed.split(is_py_space).filter(|w| !w.is_empty()) {
             if !out.is_empty() {
@@ -660,13 +549,7 @@ impl ClipTokenizer {
 
 impl AddedToken {
     fn from_spec(spec: TokenSpec, id: u32) -> Self {
-        AddedToken {
-            content: spec.content,
-            id,
-            lstrip: spec.lstrip,
-            rstrip: spec.rstrip,
-            single_word: spec.single_word,
-        }
+        AddedToken { content: spec.content, id, lstrip: spec.lstrip, rstrip: spec.rstrip, single_word: spec.single_word }
     }
 }
 
@@ -684,88 +567,44 @@ fn load_vocab_and_merges(dir: &Path) -> Result<(Vocab, MergesFile), TokenizerErr
         return load_from_tokenizer_json(&fast_path);
     }
     let vocab_text = read_text(&vocab_path)?;
-    let vocab = parse_vocab(
-        &serde_json::from_str(&vocab_text)
-            .map_err(|e| TokenizerError::malformed(&vocab_path, e.to_string()))?,
-        &vocab_path,
-    )?;
+    let vocab = parse_vocab(&serde_json::from_str(&vocab_text).map_err(|e| TokenizerError::malformed(&vocab_path, e.to_string()))?, &vocab_path)?;
     let merges_text = read_text(&merges_path)?;
     // `merges_handle.read().strip().split("\n")[1 : 49152 - 256 - 2 + 1]`: the first line
     // (`#version: 0.2`) is skipped whatever it holds.
-    let lines = merges_text
-        .trim_matches(is_py_space)
-        .split('\n')
-        .skip(1)
-        .take(CLIP_MERGES);
+    let lines = merges_text.trim_matches(is_py_space).split('\n').skip(1).take(CLIP_MERGES);
     let pairs = parse_merges(lines, &merges_path, 2)?;
-    Ok((
-        vocab,
-        MergesFile {
-            path: merges_path,
-            pairs,
-        },
-    ))
+    Ok((vocab, MergesFile { path: merges_path, pairs }))
 }
 
 fn load_from_tokenizer_json(path: &Path) -> Result<(Vocab, MergesFile), TokenizerError> {
     let text = read_text(path)?;
-    let json: Value =
-        serde_json::from_str(&text).map_err(|e| TokenizerError::malformed(path, e.to_string()))?;
-    let model = json
-        .get("model")
-        .ok_or_else(|| TokenizerError::malformed(path, "no \"model\""))?;
-    if model
-        .get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t != "BPE")
-    {
+    let json: Value = serde_json::from_str(&text).map_err(|e| TokenizerError::malformed(path, e.to_string()))?;
+    let model = json.get("model").ok_or_else(|| TokenizerError::malformed(path, "no \"model\""))?;
+    if model.get("type").and_then(Value::as_str).is_some_and(|t| t != "BPE") {
         return Err(TokenizerError::malformed(path, "model is not BPE"));
     }
     let vocab = parse_vocab(model.get("vocab").unwrap_or(&Value::Null), path)?;
-    let merges = model
-        .get("merges")
-        .and_then(Value::as_array)
-        .ok_or_else(|| TokenizerError::malformed(path, "model has no merges list"))?;
+    let merges = model.get("merges").and_then(Value::as_array).ok_or_else(|| TokenizerError::malformed(path, "model has no merges list"))?;
     let mut lines = Vec::with_capacity(merges.len());
     for merge in merges.iter().take(CLIP_MERGES) {
         match merge {
             Value::String(s) => lines.push(s.clone()),
-            Value::Array(pair) if pair.len() == 2 && pair.iter().all(Value::is_string) => lines
-                .push(format!(
-                    "{} {}",
-                    pair[0].as_str().unwrap(),
-                    pair[1].as_str().unwrap()
-                )),
-            _ => {
-                return Err(TokenizerError::malformed(
-                    path,
-                    format!("bad merge {merge}"),
-                ))
+            Value::Array(pair) if pair.len() == 2 && pair.iter().all(Value::is_string) => {
+                lines.push(format!("{} {}", pair[0].as_str().unwrap(), pair[1].as_str().unwrap()))
             }
+            _ => return Err(TokenizerError::malformed(path, format!("bad merge {merge}"))),
         }
     }
     let pairs = parse_merges(lines.iter().map(String::as_str), path, 1)?;
-    Ok((
-        vocab,
-        MergesFile {
-            path: path.to_path_buf(),
-            pairs,
-        },
-    ))
+    Ok((vocab, MergesFile { path: path.to_path_buf(), pairs }))
 }
 
 fn parse_vocab(json: &Value, path: &Path) -> Result<Vocab, TokenizerError> {
-    let obj = json
-        .as_object()
-        .ok_or_else(|| TokenizerError::malformed(path, "vocabulary is not a JSON object"))?;
+    let obj = json.as_object().ok_or_else(|| TokenizerError::malformed(path, "vocabulary is not a JSON object"))?;
     let mut vocab = Vocab::with_capacity(obj.len());
     for (token, id) in obj {
-        let id = id
-            .as_u64()
-            .and_then(|i| u32::try_from(i).ok())
-            .ok_or_else(|| {
-                TokenizerError::malformed(path, format!("id of {token:?} is not an integer"))
-            })?;
+        let id =
+            id.as_u64().and_then(|i| u32::try_from(i).ok()).ok_or_else(|| TokenizerError::malformed(path, format!("id of {token:?} is not an integer")))?;
         vocab.insert(token.clone(), id);
     }
     if vocab.is_empty() {
@@ -774,22 +613,13 @@ fn parse_vocab(json: &Value, path: &Path) -> Result<Vocab, TokenizerError> {
     Ok(vocab)
 }
 
-fn parse_merges<'a>(
-    lines: impl Iterator<Item = &'a str>,
-    path: &Path,
-    first_line: usize,
-) -> Result<Vec<(String, String)>, TokenizerError> {
+fn parse_merges<'a>(lines: impl Iterator<Item = &'a str>, path: &Path, first_line: usize) -> Result<Vec<(String, String)>, TokenizerError> {
     let mut pairs = Vec::with_capacity(CLIP_MERGES);
     for (i, line) in lines.enumerate() {
         let mut parts = line.split(is_py_space).filter(|p| !p.is_empty());
         match (parts.next(), parts.next(), parts.next()) {
             (Some(a), Some(b), None) => pairs.push((a.to_string(), b.to_string())),
-            _ => {
-                return Err(TokenizerError::malformed(
-                    path,
-                    format!("line {} is not a pair of symbols: {line:?}", i + first_line),
-                ))
-            }
+            _ => return Err(TokenizerError::malformed(path, format!("line {} is not a pair of symbols: {line:?}", i + first_line))),
         }
     }
     Ok(pairs)
@@ -797,13 +627,8 @@ fn parse_merges<'a>(
 
 fn read_text(path: &Path) -> Result<String, TokenizerError> {
     std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => TokenizerError::MissingFile {
-            path: path.to_path_buf(),
-        },
-        _ => TokenizerError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
+        std::io::ErrorKind::NotFound => TokenizerError::MissingFile { path: path.to_path_buf() },
+        _ => TokenizerError::Io { path: path.to_path_buf(), source: e },
     })
 }
 
@@ -825,8 +650,7 @@ fn bytes_to_unicode() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..256u32 {
-        let printable =
-            (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
+        let printable = (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b);
         table[b as usize] = if printable {
             char::from_u32(b).unwrap()
         } else {
@@ -841,13 +665,9 @@ fn bytes_to_unicode() -> [char; 256] {
 /// The sorted code point ranges of a `regex` character class.
 fn char_ranges(class: &str) -> Vec<(char, char)> {
     use regex_syntax::hir::{Class, HirKind};
-    let hir = regex_syntax::Parser::new()
-        .parse(class)
-        .expect("character class parses");
+    let hir = regex_syntax::Parser::new().parse(class).expect("character class parses");
     match hir.kind() {
-        HirKind::Class(Class::Unicode(cls)) => {
-            cls.ranges().iter().map(|r| (r.start(), r.end())).collect()
-        }
+        HirKind::Class(Class::Unicode(cls)) => cls.ranges().iter().map(|r| (r.start(), r.end())).collect(),
         other => panic!("{class} is not a Unicode class: {other:?}"),
     }
 }
@@ -886,10 +706,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/models");
-    const CORPUS: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/reference/tokenizer/corpus.json"
-    );
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/reference/tokenizer/corpus.json");
 
     fn load(rel: &str) -> ClipTokenizer {
         let dir = Path::new(MODELS).join(rel);
@@ -908,17 +725,10 @@ mod tests {
     }
 
     fn corpus_at(path: &str) -> Vec<Case> {
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("{path} (tools/fixtures/record_tokenizer.py): {e}"));
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path} (tools/fixtures/record_tokenizer.py): {e}"));
         let json: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["ftfy"], Value::Bool(false));
-        let ids = |v: &Value| -> Vec<i64> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i.as_i64().unwrap())
-                .collect()
-        };
+        let ids = |v: &Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect() };
         json["cases"]
             .as_array()
             .unwrap()
@@ -943,21 +753,10 @@ mod tests {
         for case in cases {
             let got = tok.encode(&case.prompt).unwrap();
             if &got != pick(case) {
-                failures.push(format!(
-                    "{} ({:?}):\n  got  {got:?}\n  want {:?}",
-                    case.name,
-                    case.prompt,
-                    pick(case)
-                ));
+                failures.push(format!("{} ({:?}):\n  got  {got:?}\n  want {:?}", case.name, case.prompt, pick(case)));
             }
         }
-        assert!(
-            failures.is_empty(),
-            "{} of {} prompts differ:\n{}",
-            failures.len(),
-            cases.len(),
-            failures.join("\n")
-        );
+        assert!(failures.is_empty(), "{} of {} prompts differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
     }
 
     #[test]
@@ -978,20 +777,13 @@ mod tests {
     #[test]
     fn astronaut_sanity() {
         let tok = load("tiny-sd15/tokenizer");
-        let ids = tok
-            .encode("a photo of an astronaut riding a horse on mars")
-            .unwrap();
+        let ids = tok.encode("a photo of an astronaut riding a horse on mars").unwrap();
         assert_eq!(ids.len(), 77);
-        assert_eq!(
-            &ids[..12],
-            &[49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407]
-        );
+        assert_eq!(&ids[..12], &[49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 525, 7496, 49407]);
         assert!(ids[12..].iter().all(|&id| id == 49407));
 
         let tok2 = load("tiny-sdxl/tokenizer_2");
-        let ids2 = tok2
-            .encode("a photo of an astronaut riding a horse on mars")
-            .unwrap();
+        let ids2 = tok2.encode("a photo of an astronaut riding a horse on mars").unwrap();
         assert_eq!(&ids2[..12], &ids[..12]);
         assert!(ids2[12..].iter().all(|&id| id == 0));
     }
@@ -1021,14 +813,8 @@ mod tests {
     fn bang_is_split_only_when_it_pads() {
         let eos = load("tiny-sd15/tokenizer");
         let bang = load("tiny-sdxl/tokenizer_2");
-        assert_eq!(
-            &eos.encode("mars!!").unwrap()[..4],
-            &[49406, 7496, 748, 49407]
-        );
-        assert_eq!(
-            &bang.encode("mars!!").unwrap()[..5],
-            &[49406, 7496, 0, 0, 49407]
-        );
+        assert_eq!(&eos.encode("mars!!").unwrap()[..4], &[49406, 7496, 748, 49407]);
+        assert_eq!(&bang.encode("mars!!").unwrap()[..5], &[49406, 7496, 0, 0, 49407]);
     }
 
     #[test]
@@ -1049,18 +835,13 @@ mod tests {
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let tok = tok.clone();
-                std::thread::spawn(move || {
-                    (0..50)
-                        .map(|_| tok.encode("a red fox, (masterpiece:1.2)").unwrap())
-                        .collect::<Vec<_>>()
-                })
+                std::thread::spawn(move || (0..50).map(|_| tok.encode("a red fox, (masterpiece:1.2)").unwrap()).collect::<Vec<_>>())
             })
             .collect();
         for h in handles {
             assert!(h.join().unwrap().iter().all(|ids| ids == &expected));
         }
     }
-
 
     /// A larger corpus in the committed one's format, e.g. many fuzz prompts
     /// (tools/fixtures/record_tokenizer.py --fuzz N --out FILE).
@@ -1081,8 +862,7 @@ mod tests {
     #[test]
     #[ignore = "needs DARKROOM_TOKENIZER_EXHAUSTIVE=<file from record_tokenizer.py --exhaustive>"]
     fn exhaustive_code_points() {
-        let path =
-            std::env::var("DARKROOM_TOKENIZER_EXHAUSTIVE").expect("DARKROOM_TOKENIZER_EXHAUSTIVE");
+        let path = std::env::var("DARKROOM_TOKENIZER_EXHAUSTIVE").expect("DARKROOM_TOKENIZER_EXHAUSTIVE");
         let text = std::fs::read_to_string(&path).unwrap();
         let tok = load("tiny-sd15/tokenizer");
         let (mut checked, mut newer, mut failures) = (0, Vec::new(), Vec::new());
@@ -1091,12 +871,7 @@ mod tests {
             let cp = u32::from_str_radix(fields.next().unwrap(), 16).unwrap();
             let category = fields.next().unwrap();
             // Python's str.upper(c): our Unicode may map more characters.
-            let upper: String = fields
-                .next()
-                .unwrap()
-                .split(',')
-                .map(|u| char::from_u32(u32::from_str_radix(u, 16).unwrap()).unwrap())
-                .collect();
+            let upper: String = fields.next().unwrap().split(',').map(|u| char::from_u32(u32::from_str_radix(u, 16).unwrap()).unwrap()).collect();
             let want: Vec<u32> = fields.map(|f| f.parse().unwrap()).collect();
             let c = char::from_u32(cp).unwrap();
             let prompt = format!("a{c}b {c}{c} '{c}x {c}1 \u{4e00}{c} {upper}");
@@ -1106,23 +881,12 @@ mod tests {
                 if category == "Cn" {
                     newer.push(cp);
                 } else {
-                    failures.push(format!(
-                        "U+{cp:04X} ({category}): got {got:?}, want {want:?}"
-                    ));
+                    failures.push(format!("U+{cp:04X} ({category}): got {got:?}, want {want:?}"));
                 }
             }
         }
-        eprintln!(
-            "{checked} code points; {} differ only because the reference Python does not assign them: {:X?}",
-            newer.len(),
-            &newer[..newer.len().min(40)]
-        );
-        assert!(
-            failures.is_empty(),
-            "{} code points differ:\n{}",
-            failures.len(),
-            failures[..failures.len().min(60)].join("\n")
-        );
+        eprintln!("{checked} code points; {} differ only because the reference Python does not assign them: {:X?}", newer.len(), &newer[..newer.len().min(40)]);
+        assert!(failures.is_empty(), "{} code points differ:\n{}", failures.len(), failures[..failures.len().min(60)].join("\n"));
     }
 
     // --- loading errors
@@ -1131,20 +895,11 @@ mod tests {
 
     /// A scratch copy of the SD 1.5 tokenizer dir without `omit`, with `patch` files written.
     fn scratch_dir(omit: &[&str], patch: &[(&str, &str)]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "darkroom-tokenizer-test-{}-{}",
-            std::process::id(),
-            SCRATCH.fetch_add(1, Ordering::SeqCst)
-        ));
+        let dir = std::env::temp_dir().join(format!("darkroom-tokenizer-test-{}-{}", std::process::id(), SCRATCH.fetch_add(1, Ordering::SeqCst)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let src = Path::new(MODELS).join("tiny-sd15/tokenizer");
-        for name in [
-            "vocab.json",
-            "merges.txt",
-            "special_tokens_map.json",
-            "tokenizer_config.json",
-        ] {
+        for name in ["vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"] {
             if !omit.contains(&name) {
                 std::fs::copy(src.join(name), dir.join(name)).unwrap();
             }
@@ -1167,32 +922,21 @@ mod tests {
     #[test]
     fn missing_vocab_names_the_file() {
         let err = load_err(&scratch_dir(&["vocab.json"], &[]));
-        assert!(
-            matches!(&err, TokenizerError::MissingFile { path } if path.ends_with("vocab.json")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, TokenizerError::MissingFile { path } if path.ends_with("vocab.json")), "{err:?}");
         assert!(err.to_string().contains("vocab.json"), "{err}");
     }
 
     #[test]
     fn missing_merges_names_the_file() {
         let err = load_err(&scratch_dir(&["merges.txt"], &[]));
-        assert!(
-            matches!(&err, TokenizerError::MissingFile { path } if path.ends_with("merges.txt")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, TokenizerError::MissingFile { path } if path.ends_with("merges.txt")), "{err:?}");
         assert!(err.to_string().contains("merges.txt"), "{err}");
     }
 
     #[test]
     fn missing_directory_names_vocab() {
-        let err =
-            ClipTokenizer::from_dir(Path::new("/nonexistent/darkroom/tokenizer")).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("/nonexistent/darkroom/tokenizer/vocab.json"),
-            "{err}"
-        );
+        let err = ClipTokenizer::from_dir(Path::new("/nonexistent/darkroom/tokenizer")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/darkroom/tokenizer/vocab.json"), "{err}");
     }
 
     #[test]
@@ -1208,10 +952,7 @@ mod tests {
             ("tokenizer_config.json", "{\"pad_token\": 5}"),
         ] {
             let err = load_err(&scratch_dir(&[], &[(name, text)]));
-            assert!(
-                matches!(&err, TokenizerError::Malformed { path, .. } if path.ends_with(name)),
-                "{name} {text:?}: {err:?}"
-            );
+            assert!(matches!(&err, TokenizerError::Malformed { path, .. } if path.ends_with(name)), "{name} {text:?}: {err:?}");
             assert!(err.to_string().contains(name), "{err}");
         }
     }
@@ -1222,10 +963,7 @@ mod tests {
         let tok = ClipTokenizer::from_dir(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!((tok.max_length(), tok.pad_id()), (77, 49407));
-        assert_eq!(
-            &tok.encode("a photo of an astronaut").unwrap()[..6],
-            &[49406, 320, 1125, 539, 550, 18376]
-        );
+        assert_eq!(&tok.encode("a photo of an astronaut").unwrap()[..6], &[49406, 320, 1125, 539, 550, 18376]);
     }
 
     #[test]
@@ -1234,52 +972,28 @@ mod tests {
         let dir = scratch_dir(
             &[],
             &[
-                (
-                    "tokenizer_config.json",
-                    r#"{"model_max_length": 77, "do_lower_case": true, "pad_token": "<|endoftext|>"}"#,
-                ),
-                (
-                    "special_tokens_map.json",
-                    r#"{"pad_token": {"content": "!", "lstrip": false, "rstrip": false}}"#,
-                ),
+                ("tokenizer_config.json", r#"{"model_max_length": 77, "do_lower_case": true, "pad_token": "<|endoftext|>"}"#),
+                ("special_tokens_map.json", r#"{"pad_token": {"content": "!", "lstrip": false, "rstrip": false}}"#),
             ],
         );
         let tok = ClipTokenizer::from_dir(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(tok.pad_id(), 0);
-        assert_eq!(
-            &tok.encode("mars!!").unwrap()[..5],
-            &[49406, 7496, 0, 0, 49407]
-        );
+        assert_eq!(&tok.encode("mars!!").unwrap()[..5], &[49406, 7496, 0, 0, 49407]);
     }
 
     #[test]
     fn vocab_from_tokenizer_json_alone() {
         let src = Path::new(MODELS).join("tiny-sd15/tokenizer");
-        let vocab: Value =
-            serde_json::from_str(&std::fs::read_to_string(src.join("vocab.json")).unwrap())
-                .unwrap();
-        let merges: Vec<Value> = std::fs::read_to_string(src.join("merges.txt"))
-            .unwrap()
-            .lines()
-            .skip(1)
-            .map(|l| Value::String(l.to_string()))
-            .collect();
+        let vocab: Value = serde_json::from_str(&std::fs::read_to_string(src.join("vocab.json")).unwrap()).unwrap();
+        let merges: Vec<Value> = std::fs::read_to_string(src.join("merges.txt")).unwrap().lines().skip(1).map(|l| Value::String(l.to_string())).collect();
         let json = serde_json::json!({"model": {"type": "BPE", "vocab": vocab, "merges": merges}});
-        let dir = scratch_dir(
-            &["vocab.json", "merges.txt"],
-            &[("tokenizer.json", &json.to_string())],
-        );
+        let dir = scratch_dir(&["vocab.json", "merges.txt"], &[("tokenizer.json", &json.to_string())]);
         let tok = ClipTokenizer::from_dir(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
         let reference = load("tiny-sd15/tokenizer");
         for case in corpus().iter().take(20) {
-            assert_eq!(
-                tok.encode(&case.prompt).unwrap(),
-                reference.encode(&case.prompt).unwrap(),
-                "{}",
-                case.name
-            );
+            assert_eq!(tok.encode(&case.prompt).unwrap(), reference.encode(&case.prompt).unwrap(), "{}", case.name);
         }
     }
 }

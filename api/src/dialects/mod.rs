@@ -16,9 +16,5 @@ mod hyperbolic;
 
 /// Every dialect's routes.
 pub fn router() -> Router<Arc<Service>> {
-    Router::new()
-        .merge(a1111::router())
-        .merge(hf_endpoint::router())
-        .merge(hf_serverless::router())
-        .merge(hyperbolic::router())
+    Router::new().merge(a1111::router()).merge(hf_endpoint::router()).merge(hf_serverless::router()).merge(hyperbolic::router())
 }

@@ -34,7 +34,12 @@ pub fn router() -> Router<Arc<Service>> {
 
 /// `POST /v1/jobs`: 202 with the queued job; with `Prefer: wait[=N]`, 200 with the finished job
 /// (images inline) or 202 with the job as it stands when the wait ends.
-async fn create(State(service): State<Arc<Service>>, caller: Caller, headers: HeaderMap, ApiJson(request): ApiJson<GenerationRequest>) -> Result<Response, ApiError> {
+async fn create(
+    State(service): State<Arc<Service>>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<GenerationRequest>,
+) -> Result<Response, ApiError> {
     let wait = preferred_wait(&headers, service.settings().max_wait);
     let tenant = caller.tenant.id;
     let mut job = service.submit(tenant, request).await?;
@@ -83,10 +88,11 @@ async fn list(State(service): State<Arc<Service>>, caller: Caller, params: Resul
     let Query(params) = params.map_err(|e| ApiError::Malformed { field: None, message: format!("the query string cannot be read: {}", e.body_text()) })?;
     let limit = match params.limit.as_deref() {
         None | Some("") => DEFAULT_LIMIT,
-        Some(raw) => raw.parse().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| ApiError::Parameter {
-            field: "limit",
-            message: format!("limit must be an integer from 1 to {MAX_LIMIT}; got {raw:?}"),
-        })?,
+        Some(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::Parameter { field: "limit", message: format!("limit must be an integer from 1 to {MAX_LIMIT}; got {raw:?}") })?,
     };
     let before = match params.before.as_deref() {
         None | Some("") => None,
@@ -109,9 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for JobRef {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound("no such job".into()))?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound("no such job".into()))?;
         let raw = params.get("id").map(String::as_str).unwrap_or("");
         let id = raw.parse().map_err(|_| ApiError::NotFound(format!("no job {raw}")))?;
         let index = match params.get("index") {

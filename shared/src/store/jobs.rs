@@ -11,7 +11,8 @@ use super::{Store, StoreError, JOB_CHANNEL};
 use crate::job::{Claim, ImageMeta, Job, JobStatus, LeaseState, NewImage, Requeued};
 use crate::request::GenerationRequest;
 
-const JOB_COLUMNS: &str = "id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
+const JOB_COLUMNS: &str =
+    "id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -40,14 +41,12 @@ impl Store {
 
     /// The tenant's jobs, newest first, older than `before` when given.
     pub async fn list_jobs(&self, tenant: Uuid, before: Option<Uuid>, limit: i64) -> Result<Vec<Job>, StoreError> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(tenant)
-        .bind(before)
-        .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"))
+            .bind(tenant)
+            .bind(before)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Where a queued job stands: how many queued jobs of its model are served before it when
@@ -94,7 +93,10 @@ impl Store {
     /// All images of a job with their bytes.
     pub async fn images_with_bytes(&self, job: Uuid) -> Result<Vec<(ImageMeta, Vec<u8>)>, StoreError> {
         let rows: Vec<(i32, i64, String, i32, i32, Vec<u8>)> =
-            sqlx::query_as("SELECT idx, seed, format, width, height, bytes FROM images WHERE job_id = $1 ORDER BY idx").bind(job).fetch_all(self.pool()).await?;
+            sqlx::query_as("SELECT idx, seed, format, width, height, bytes FROM images WHERE job_id = $1 ORDER BY idx")
+                .bind(job)
+                .fetch_all(self.pool())
+                .await?;
         Ok(rows.into_iter().map(|(idx, seed, format, width, height, bytes)| (ImageMeta { idx, seed, format, width, height }, bytes)).collect())
     }
 

@@ -68,11 +68,7 @@ impl Store {
         if relaxed {
             options = options.options([("synchronous_commit", "off")]);
         }
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let pool = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
         Ok(Store { pool })
     }
 

@@ -81,10 +81,8 @@ impl Store {
         }
         let prefix = &prefix[..prefix.len().min(VISIBLE_PREFIX_LEN)];
         let pattern = format!("{}%", prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        let matches: Vec<(Uuid, String)> = sqlx::query_as("SELECT id, prefix FROM api_tokens WHERE prefix LIKE $1 AND revoked_at IS NULL")
-            .bind(pattern)
-            .fetch_all(self.pool())
-            .await?;
+        let matches: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT id, prefix FROM api_tokens WHERE prefix LIKE $1 AND revoked_at IS NULL").bind(pattern).fetch_all(self.pool()).await?;
         match matches.as_slice() {
             [] => Err(StoreError::NotFound(format!("no active token starts with {prefix:?}"))),
             [(id, full)] => {

@@ -98,10 +98,8 @@ async fn main() -> anyhow::Result<()> {
     };
     admin(&["tenant", "create", "bench"])?;
     let token = admin(&["token", "issue", "bench"])?;
-    let (_api, line) = start(
-        Command::new(&api_bin).args(["serve", "--listen", "127.0.0.1:0"]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-        "listening on http://",
-    )?;
+    let (_api, line) =
+        start(Command::new(&api_bin).args(["serve", "--listen", "127.0.0.1:0"]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))), "listening on http://")?;
     let base = format!("http://{}", line.split("listening on http://").nth(1).context("address")?.trim());
     let model = format!("tiny={}", args.model_dir.display());
     let mut workers = Vec::new();
@@ -185,6 +183,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     drop(workers);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS darkroom_bench_{id} WITH (FORCE)")).execute(&sqlx::PgPool::connect(&format!("{}/postgres", args.postgres)).await?).await.ok();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS darkroom_bench_{id} WITH (FORCE)"))
+        .execute(&sqlx::PgPool::connect(&format!("{}/postgres", args.postgres)).await?)
+        .await
+        .ok();
     Ok(())
 }

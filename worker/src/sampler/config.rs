@@ -78,10 +78,7 @@ pub struct SchedulerConfig {
 impl SchedulerConfig {
     /// Reads a diffusers `scheduler_config.json`.
     pub fn from_file(path: &std::path::Path) -> Result<Self, SamplerError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SamplerError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SamplerError::Io { path: path.display().to_string(), source })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -91,10 +88,7 @@ impl SchedulerConfig {
     }
 
     fn parse(text: &str, origin: &str) -> Result<Self, SamplerError> {
-        let json_err = |source| SamplerError::Json {
-            origin: origin.to_string(),
-            source,
-        };
+        let json_err = |source| SamplerError::Json { origin: origin.to_string(), source };
         // Python's json writes float('-inf') as -Infinity (DPM's lambda_min_clipped default).
         let text = quote_nonfinite(text);
         let mut value: serde_json::Value = serde_json::from_str(&text).map_err(json_err)?;
@@ -151,13 +145,8 @@ pub(crate) struct Defaults {
 }
 
 /// The "DDPM family" defaults (Euler, Euler a, DDIM, DPM++, LMS): 0.0001..0.02 linear, linspace.
-pub(crate) const DDPM_DEFAULTS: Defaults = Defaults {
-    beta_start: 0.0001,
-    beta_end: 0.02,
-    spacing: Spacing::Linspace,
-    has_rescale: true,
-    has_exp_schedule: false,
-};
+pub(crate) const DDPM_DEFAULTS: Defaults =
+    Defaults { beta_start: 0.0001, beta_end: 0.02, spacing: Spacing::Linspace, has_rescale: true, has_exp_schedule: false };
 
 /// Settings every sampler shares, after merging the file with the class defaults.
 #[derive(Clone, Debug)]
@@ -179,16 +168,10 @@ impl SchedulerConfig {
     pub(crate) fn common(&self, d: &Defaults) -> Result<Common, SamplerError> {
         let num_train_timesteps = self.num_train_timesteps.unwrap_or(1000);
         if num_train_timesteps < 2 {
-            return Err(SamplerError::bad_config(
-                "num_train_timesteps",
-                "must be at least 2",
-            ));
+            return Err(SamplerError::bad_config("num_train_timesteps", "must be at least 2"));
         }
-        let mut schedules = vec![
-            ("linear", BetaSchedule::Linear),
-            ("scaled_linear", BetaSchedule::ScaledLinear),
-            ("squaredcos_cap_v2", BetaSchedule::SquaredCosCapV2),
-        ];
+        let mut schedules =
+            vec![("linear", BetaSchedule::Linear), ("scaled_linear", BetaSchedule::ScaledLinear), ("squaredcos_cap_v2", BetaSchedule::SquaredCosCapV2)];
         if d.has_exp_schedule {
             schedules.push(("exp", BetaSchedule::Exp));
         }
@@ -196,13 +179,7 @@ impl SchedulerConfig {
         let trained_betas = self.trained_betas.clone();
         if let Some(b) = &trained_betas {
             if b.len() != num_train_timesteps {
-                return Err(SamplerError::bad_config(
-                    "trained_betas",
-                    format!(
-                        "has {} values but num_train_timesteps is {num_train_timesteps}",
-                        b.len()
-                    ),
-                ));
+                return Err(SamplerError::bad_config("trained_betas", format!("has {} values but num_train_timesteps is {num_train_timesteps}", b.len())));
             }
         }
         Ok(Common {
@@ -219,10 +196,7 @@ impl SchedulerConfig {
     }
 
     /// `prediction_type`; Euler also accepts "original_sample" as "sample".
-    pub(crate) fn prediction(
-        &self,
-        allow_original_sample: bool,
-    ) -> Result<Prediction, SamplerError> {
+    pub(crate) fn prediction(&self, allow_original_sample: bool) -> Result<Prediction, SamplerError> {
         let mut choices = vec![("epsilon", Prediction::Epsilon), ("v_prediction", Prediction::V), ("sample", Prediction::Sample)];
         if allow_original_sample {
             choices.push(("original_sample", Prediction::Sample));
@@ -243,10 +217,7 @@ impl SchedulerConfig {
     /// Rejects `thresholding: true` (needs per-image quantiles; only pixel-space models use it).
     pub(crate) fn reject_thresholding(&self) -> Result<(), SamplerError> {
         if self.thresholding == Some(true) {
-            return Err(SamplerError::bad_config(
-                "thresholding",
-                "dynamic thresholding is not supported",
-            ));
+            return Err(SamplerError::bad_config("thresholding", "dynamic thresholding is not supported"));
         }
         Ok(())
     }
@@ -275,9 +246,7 @@ fn quote_nonfinite(text: &str) -> String {
         if c == '"' {
             in_string = true;
         }
-        let token = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| rest.starts_with(t));
+        let token = ["-Infinity", "Infinity", "NaN"].into_iter().find(|t| rest.starts_with(t));
         if let Some(t) = token {
             out.push('"');
             out.push_str(t);
@@ -307,9 +276,7 @@ fn de_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
             "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
             "Infinity" => Ok(Some(f64::INFINITY)),
             "NaN" => Ok(Some(f64::NAN)),
-            _ => Err(serde::de::Error::custom(format!(
-                "expected a number, got {s:?}"
-            ))),
+            _ => Err(serde::de::Error::custom(format!("expected a number, got {s:?}"))),
         },
     }
 }
@@ -317,18 +284,14 @@ fn de_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
 /// An integer that Python may have written as `1000` or `1000.0`.
 fn de_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     match de_f64(d)? {
-        Some(x) if x.fract() != 0.0 || !x.is_finite() => Err(serde::de::Error::custom(format!(
-            "expected an integer, got {x}"
-        ))),
+        Some(x) if x.fract() != 0.0 || !x.is_finite() => Err(serde::de::Error::custom(format!("expected an integer, got {x}"))),
         other => Ok(other),
     }
 }
 
 fn de_usize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
     match de_integral(d)? {
-        Some(x) if x < 0.0 => Err(serde::de::Error::custom(format!(
-            "expected a non-negative integer, got {x}"
-        ))),
+        Some(x) if x < 0.0 => Err(serde::de::Error::custom(format!("expected a non-negative integer, got {x}"))),
         other => Ok(other.map(|x| x as usize)),
     }
 }

@@ -32,24 +32,14 @@ fn alpha_sigma_lambda(sigma: f32) -> (f32, f32, f32) {
 }
 
 impl DpmSolverMultistep {
-    pub(crate) fn new(
-        cfg: &SchedulerConfig,
-        use_karras: bool,
-        n: usize,
-    ) -> Result<Self, SamplerError> {
+    pub(crate) fn new(cfg: &SchedulerConfig, use_karras: bool, n: usize) -> Result<Self, SamplerError> {
         let c = cfg.common(&DDPM_DEFAULTS)?;
         cfg.reject_thresholding()?;
         if let Some(v @ ("learned" | "learned_range")) = cfg.variance_type.as_deref() {
-            return Err(SamplerError::bad_config(
-                "variance_type",
-                format!("{v:?} is not supported"),
-            ));
+            return Err(SamplerError::bad_config("variance_type", format!("{v:?} is not supported")));
         }
         if cfg.use_flow_sigmas == Some(true) {
-            return Err(SamplerError::bad_config(
-                "use_flow_sigmas",
-                "flow-matching sigmas are not supported",
-            ));
+            return Err(SamplerError::bad_config("use_flow_sigmas", "flow-matching sigmas are not supported"));
         }
         // diffusers maps the UniPC/DEIS solver types onto midpoint.
         let solvers = [("midpoint", false), ("logrho", false), ("bh1", false), ("bh2", false), ("heun", true)];
@@ -60,12 +50,7 @@ impl DpmSolverMultistep {
         let t = c.num_train_timesteps;
         // Timesteps whose lambda falls below lambda_min_clipped are cut from the top.
         let lambda_min = cfg.lambda_min_clipped.unwrap_or(f64::NEG_INFINITY) as f32;
-        let lambdas: Vec<f32> = sched
-            .alphas_cumprod
-            .iter()
-            .map(|&a| a.sqrt().ln() - (1.0 - a).sqrt().ln())
-            .rev()
-            .collect();
+        let lambdas: Vec<f32> = sched.alphas_cumprod.iter().map(|&a| a.sqrt().ln() - (1.0 - a).sqrt().ln()).rev().collect();
         let clipped = lambdas.partition_point(|&l| l < lambda_min);
         let last_timestep = t - clipped;
         let int_ts = timesteps_dpm(c.spacing, t, last_timestep, n, c.steps_offset);
@@ -91,47 +76,24 @@ impl DpmSolverMultistep {
             (interp_sigmas(&ts, &train_sigmas), ts)
         };
         let a0 = sched.alphas_cumprod[0];
-        let last = if final_is_min {
-            ((1.0 - a0) / a0).sqrt()
-        } else {
-            0.0
-        };
+        let last = if final_is_min { ((1.0 - a0) / a0).sqrt() } else { 0.0 };
         let sigmas: Vec<f32> = sigmas.iter().map(|&s| s as f32).chain([last]).collect();
 
         let len = timesteps.len();
         let lower_order_final = cfg.lower_order_final.unwrap_or(true);
         let euler_at_final = cfg.euler_at_final.unwrap_or(false);
         let final_first_order = euler_at_final || (lower_order_final && len < 15) || !final_is_min;
-        Ok(DpmSolverMultistep {
-            timesteps,
-            sigmas,
-            prediction: c.prediction,
-            heun,
-            final_first_order,
-            prev_x0: None,
-        })
+        Ok(DpmSolverMultistep { timesteps, sigmas, prediction: c.prediction, heun, final_first_order, prev_x0: None })
     }
 
     /// `convert_model_output` for dpmsolver++: the data prediction x0 at sigmas[index].
     fn to_x0(&self, model_output: &[f32], sample: &[f32], index: usize) -> Vec<f32> {
-        assert_eq!(
-            model_output.len(),
-            sample.len(),
-            "step: model_output and sample lengths differ"
-        );
+        assert_eq!(model_output.len(), sample.len(), "step: model_output and sample lengths differ");
         let (alpha_t, sigma_t, _) = alpha_sigma_lambda(self.sigmas[index]);
         match self.prediction {
-            Prediction::Epsilon => sample
-                .iter()
-                .zip(model_output)
-                .map(|(&s, &m)| (s - sigma_t * m) / alpha_t)
-                .collect(),
+            Prediction::Epsilon => sample.iter().zip(model_output).map(|(&s, &m)| (s - sigma_t * m) / alpha_t).collect(),
             Prediction::Sample => model_output.to_vec(),
-            Prediction::V => sample
-                .iter()
-                .zip(model_output)
-                .map(|(&s, &m)| alpha_t * s - sigma_t * m)
-                .collect(),
+            Prediction::V => sample.iter().zip(model_output).map(|(&s, &m)| alpha_t * s - sigma_t * m).collect(),
         }
     }
 }
@@ -149,13 +111,7 @@ impl Scheduler for DpmSolverMultistep {
     }
     /// DPM-Solver takes the sample as it is.
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _noise: &mut dyn FnMut(usize) -> Vec<f32>,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32> {
         let x0 = self.to_x0(model_output, sample, index);
         let is_last = index == self.timesteps.len() - 1;
         let prev_x0 = self.prev_x0.replace(x0.clone());
@@ -191,25 +147,13 @@ impl Scheduler for DpmSolverMultistep {
                     .collect()
             }
             // First-order update (DPM-Solver++ 1 = DDIM in x0 form).
-            _ => sample
-                .iter()
-                .zip(&x0)
-                .map(|(&s, &m0)| a * s - b * m0)
-                .collect(),
+            _ => sample.iter().zip(&x0).map(|(&s, &m0)| a * s - b * m0).collect(),
         }
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
-        assert_eq!(
-            original.len(),
-            noise.len(),
-            "add_noise: original and noise lengths differ"
-        );
+        assert_eq!(original.len(), noise.len(), "add_noise: original and noise lengths differ");
         let (alpha_t, sigma_t, _) = alpha_sigma_lambda(self.sigmas[index]);
-        original
-            .iter()
-            .zip(noise)
-            .map(|(&o, &n)| alpha_t * o + sigma_t * n)
-            .collect()
+        original.iter().zip(noise).map(|(&o, &n)| alpha_t * o + sigma_t * n).collect()
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

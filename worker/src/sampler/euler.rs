@@ -16,11 +16,7 @@ pub(crate) struct Euler {
 }
 
 impl Euler {
-    pub(crate) fn new(
-        cfg: &SchedulerConfig,
-        use_karras: bool,
-        n: usize,
-    ) -> Result<Self, SamplerError> {
+    pub(crate) fn new(cfg: &SchedulerConfig, use_karras: bool, n: usize) -> Result<Self, SamplerError> {
         let c = cfg.common(&DDPM_DEFAULTS)?;
         let prediction = cfg.prediction(true)?;
         let log_linear = choose("interpolation_type", cfg.interpolation_type.as_deref(), false, &[("linear", false), ("log_linear", true)])?;
@@ -30,17 +26,11 @@ impl Euler {
         let sched = TrainSchedule::new(&c, true);
         let train_sigmas = sched.sigmas();
         let t = c.num_train_timesteps;
-        let mut timesteps: Vec<f64> = timesteps_k(c.spacing, t, n, c.steps_offset)
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
+        let mut timesteps: Vec<f64> = timesteps_k(c.spacing, t, n, c.steps_offset).iter().map(|&v| v as f64).collect();
         let mut sigmas: Vec<f64> = if log_linear {
             // torch.linspace(log σ_max, log σ_min, n + 1).exp(): n + 1 sigmas, as diffusers has it.
             let (hi, lo) = (train_sigmas[t - 1].ln(), train_sigmas[0].ln());
-            torch_linspace_f32(hi as f64, lo as f64, n + 1)
-                .iter()
-                .map(|v| v.exp() as f64)
-                .collect()
+            torch_linspace_f32(hi as f64, lo as f64, n + 1).iter().map(|v| v.exp() as f64).collect()
         } else {
             interp_sigmas(&timesteps, &train_sigmas)
         };
@@ -52,28 +42,16 @@ impl Euler {
             timesteps = sigmas.iter().map(|&s| sigma_to_t(s, &log_sigmas)).collect();
         }
         let a0 = sched.alphas_cumprod[0];
-        let last = if final_is_min {
-            ((1.0 - a0) / a0).sqrt()
-        } else {
-            0.0
-        };
+        let last = if final_is_min { ((1.0 - a0) / a0).sqrt() } else { 0.0 };
         let sigmas: Vec<f32> = sigmas.iter().map(|&s| s as f32).chain([last]).collect();
         // Timesteps are stored as float32 (or, continuous v-prediction, as 0.25·ln σ).
         let timesteps: Vec<f64> = if continuous && prediction == Prediction::V {
-            sigmas[..sigmas.len() - 1]
-                .iter()
-                .map(|s| (0.25f32 * s.ln()) as f64)
-                .collect()
+            sigmas[..sigmas.len() - 1].iter().map(|s| (0.25f32 * s.ln()) as f64).collect()
         } else {
             timesteps.iter().map(|&v| v as f32 as f64).collect()
         };
         let init_noise_sigma = kdiff::init_noise_sigma(&sigmas, c.spacing);
-        Ok(Euler {
-            timesteps,
-            sigmas,
-            init_noise_sigma,
-            prediction,
-        })
+        Ok(Euler { timesteps, sigmas, init_noise_sigma, prediction })
     }
 }
 
@@ -84,13 +62,7 @@ impl Scheduler for Euler {
     fn init_noise_sigma(&self) -> f32 {
         self.init_noise_sigma
     }
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _noise: &mut dyn FnMut(usize) -> Vec<f32>,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32> {
         // gamma = 0, so sigma_hat = sigma.
         let sigma = self.sigmas[index];
         let pred = kdiff::pred_original(self.prediction, model_output, sample, sigma);

@@ -20,26 +20,14 @@ impl EulerAncestral {
         let c = cfg.common(&DDPM_DEFAULTS)?;
         if c.prediction == Prediction::Sample {
             // diffusers raises NotImplementedError at the first step.
-            return Err(SamplerError::bad_config(
-                "prediction_type",
-                "\"sample\" is not implemented for Euler a",
-            ));
+            return Err(SamplerError::bad_config("prediction_type", "\"sample\" is not implemented for Euler a"));
         }
         let sched = TrainSchedule::new(&c, true);
         let ts = timesteps_k(c.spacing, c.num_train_timesteps, n, c.steps_offset);
         let timesteps: Vec<f64> = ts.iter().map(|&v| v as f64).collect();
-        let sigmas: Vec<f32> = interp_sigmas(&timesteps, &sched.sigmas())
-            .iter()
-            .map(|&s| s as f32)
-            .chain([0.0])
-            .collect();
+        let sigmas: Vec<f32> = interp_sigmas(&timesteps, &sched.sigmas()).iter().map(|&s| s as f32).chain([0.0]).collect();
         let init_noise_sigma = kdiff::init_noise_sigma(&sigmas, c.spacing);
-        Ok(EulerAncestral {
-            timesteps,
-            sigmas,
-            init_noise_sigma,
-            prediction: c.prediction,
-        })
+        Ok(EulerAncestral { timesteps, sigmas, init_noise_sigma, prediction: c.prediction })
     }
 }
 
@@ -50,13 +38,7 @@ impl Scheduler for EulerAncestral {
     fn init_noise_sigma(&self) -> f32 {
         self.init_noise_sigma
     }
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        noise: &mut dyn FnMut(usize) -> Vec<f32>,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32> {
         let sigma = self.sigmas[index];
         let pred = kdiff::pred_original(self.prediction, model_output, sample, sigma);
         let (from, to) = (sigma, self.sigmas[index + 1]);
@@ -65,11 +47,7 @@ impl Scheduler for EulerAncestral {
         let d = kdiff::derivative(sample, &pred, sigma);
         let mut prev = kdiff::euler_update(sample, &d, sigma_down - sigma);
         let eps = noise(model_output.len());
-        assert_eq!(
-            eps.len(),
-            prev.len(),
-            "noise closure returned the wrong number of values"
-        );
+        assert_eq!(eps.len(), prev.len(), "noise closure returned the wrong number of values");
         for (x, e) in prev.iter_mut().zip(eps) {
             *x += e * sigma_up;
         }

@@ -10,13 +10,7 @@ use super::sigmas::{interp_sigmas, karras, sigma_to_t};
 use super::{SamplerError, Scheduler};
 
 /// HeunDiscreteScheduler's defaults differ from the other classes: 0.00085..0.012 (linear).
-const HEUN_DEFAULTS: Defaults = Defaults {
-    beta_start: 0.00085,
-    beta_end: 0.012,
-    spacing: Spacing::Linspace,
-    has_rescale: false,
-    has_exp_schedule: true,
-};
+const HEUN_DEFAULTS: Defaults = Defaults { beta_start: 0.00085, beta_end: 0.012, spacing: Spacing::Linspace, has_rescale: false, has_exp_schedule: true };
 
 pub(crate) struct Heun {
     timesteps: Vec<f64>,
@@ -30,17 +24,9 @@ pub(crate) struct Heun {
 }
 
 impl Heun {
-    pub(crate) fn new(
-        cfg: &SchedulerConfig,
-        use_karras: bool,
-        n: usize,
-    ) -> Result<Self, SamplerError> {
+    pub(crate) fn new(cfg: &SchedulerConfig, use_karras: bool, n: usize) -> Result<Self, SamplerError> {
         let c = cfg.common(&HEUN_DEFAULTS)?;
-        let clip = if cfg.clip_sample.unwrap_or(false) {
-            Some(cfg.clip_sample_range.unwrap_or(1.0) as f32)
-        } else {
-            None
-        };
+        let clip = if cfg.clip_sample.unwrap_or(false) { Some(cfg.clip_sample_range.unwrap_or(1.0) as f32) } else { None };
         let sched = TrainSchedule::new(&c, false);
         let train_sigmas = sched.sigmas();
         let ts = timesteps_k(c.spacing, c.num_train_timesteps, n, c.steps_offset);
@@ -65,14 +51,7 @@ impl Heun {
             rep_timesteps.extend([t, t]);
         }
         let init_noise_sigma = kdiff::init_noise_sigma(&rep_sigmas, c.spacing);
-        Ok(Heun {
-            timesteps: rep_timesteps,
-            sigmas: rep_sigmas,
-            init_noise_sigma,
-            prediction: c.prediction,
-            clip,
-            first_order: None,
-        })
+        Ok(Heun { timesteps: rep_timesteps, sigmas: rep_sigmas, init_noise_sigma, prediction: c.prediction, clip, first_order: None })
     }
 }
 
@@ -90,19 +69,9 @@ impl Scheduler for Heun {
     fn set_begin_index(&mut self, _begin_index: usize) {
         self.first_order = None;
     }
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _noise: &mut dyn FnMut(usize) -> Vec<f32>,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32> {
         let predictor = self.first_order.is_none();
-        let (sigma, sigma_next) = if predictor {
-            (self.sigmas[index], self.sigmas[index + 1])
-        } else {
-            (self.sigmas[index - 1], self.sigmas[index])
-        };
+        let (sigma, sigma_next) = if predictor { (self.sigmas[index], self.sigmas[index + 1]) } else { (self.sigmas[index - 1], self.sigmas[index]) };
         // The model saw sigma at the predictor call and sigma_next at the corrector call.
         let sigma_input = if predictor { sigma } else { sigma_next };
         let mut pred = kdiff::pred_original(self.prediction, model_output, sample, sigma_input);
@@ -119,11 +88,7 @@ impl Scheduler for Heun {
             }
             Some((d_prev, dt, x)) => {
                 let d = kdiff::derivative(sample, &pred, sigma_next);
-                let avg: Vec<f32> = d_prev
-                    .iter()
-                    .zip(&d)
-                    .map(|(&a, &b)| (a + b) / 2.0)
-                    .collect();
+                let avg: Vec<f32> = d_prev.iter().zip(&d).map(|(&a, &b)| (a + b) / 2.0).collect();
                 kdiff::euler_update(&x, &avg, dt)
             }
         }

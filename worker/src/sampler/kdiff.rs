@@ -23,44 +23,19 @@ pub(crate) fn scale_input(sample: &mut [f32], sigma: f32) {
 
 /// `original + noise * sigma`.
 pub(crate) fn add_noise(original: &[f32], noise: &[f32], sigma: f32) -> Vec<f32> {
-    assert_eq!(
-        original.len(),
-        noise.len(),
-        "add_noise: original and noise lengths differ"
-    );
-    original
-        .iter()
-        .zip(noise)
-        .map(|(&o, &n)| o + n * sigma)
-        .collect()
+    assert_eq!(original.len(), noise.len(), "add_noise: original and noise lengths differ");
+    original.iter().zip(noise).map(|(&o, &n)| o + n * sigma).collect()
 }
 
 /// The denoised prediction x0 from the model output at noise level `sigma`.
-pub(crate) fn pred_original(
-    prediction: Prediction,
-    model_output: &[f32],
-    sample: &[f32],
-    sigma: f32,
-) -> Vec<f32> {
-    assert_eq!(
-        model_output.len(),
-        sample.len(),
-        "step: model_output and sample lengths differ"
-    );
+pub(crate) fn pred_original(prediction: Prediction, model_output: &[f32], sample: &[f32], sigma: f32) -> Vec<f32> {
+    assert_eq!(model_output.len(), sample.len(), "step: model_output and sample lengths differ");
     match prediction {
-        Prediction::Epsilon => sample
-            .iter()
-            .zip(model_output)
-            .map(|(&s, &m)| s - sigma * m)
-            .collect(),
+        Prediction::Epsilon => sample.iter().zip(model_output).map(|(&s, &m)| s - sigma * m).collect(),
         Prediction::V => {
             let c2 = sigma * sigma + 1.0;
             let c_out = -sigma / c2.sqrt();
-            sample
-                .iter()
-                .zip(model_output)
-                .map(|(&s, &m)| m * c_out + s / c2)
-                .collect()
+            sample.iter().zip(model_output).map(|(&s, &m)| m * c_out + s / c2).collect()
         }
         Prediction::Sample => model_output.to_vec(),
     }
@@ -68,18 +43,10 @@ pub(crate) fn pred_original(
 
 /// `(sample - pred_original) / sigma`: the ODE derivative dx/dsigma.
 pub(crate) fn derivative(sample: &[f32], pred_original: &[f32], sigma: f32) -> Vec<f32> {
-    sample
-        .iter()
-        .zip(pred_original)
-        .map(|(&s, &p)| (s - p) / sigma)
-        .collect()
+    sample.iter().zip(pred_original).map(|(&s, &p)| (s - p) / sigma).collect()
 }
 
 /// `sample + derivative * dt`.
 pub(crate) fn euler_update(sample: &[f32], derivative: &[f32], dt: f32) -> Vec<f32> {
-    sample
-        .iter()
-        .zip(derivative)
-        .map(|(&s, &d)| s + d * dt)
-        .collect()
+    sample.iter().zip(derivative).map(|(&s, &d)| s + d * dt).collect()
 }

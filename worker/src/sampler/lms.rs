@@ -15,10 +15,7 @@ use super::{SamplerError, Scheduler};
 const LMS_ORDER: usize = 4;
 
 /// LMSDiscreteScheduler has no rescale_betas_zero_snr.
-const LMS_DEFAULTS: Defaults = Defaults {
-    has_rescale: false,
-    ..DDPM_DEFAULTS
-};
+const LMS_DEFAULTS: Defaults = Defaults { has_rescale: false, ..DDPM_DEFAULTS };
 
 pub(crate) struct Lms {
     timesteps: Vec<f64>,
@@ -35,11 +32,7 @@ const GL_NODES: [f64; 3] = [-0.774_596_669_241_483_4, 0.0, 0.774_596_669_241_483
 const GL_WEIGHTS: [f64; 3] = [5.0 / 9.0, 8.0 / 9.0, 5.0 / 9.0];
 
 impl Lms {
-    pub(crate) fn new(
-        cfg: &SchedulerConfig,
-        use_karras: bool,
-        n: usize,
-    ) -> Result<Self, SamplerError> {
+    pub(crate) fn new(cfg: &SchedulerConfig, use_karras: bool, n: usize) -> Result<Self, SamplerError> {
         let c = cfg.common(&LMS_DEFAULTS)?;
         let sched = TrainSchedule::new(&c, false);
         let ts = timesteps_k(c.spacing, c.num_train_timesteps, n, c.steps_offset);
@@ -49,39 +42,21 @@ impl Lms {
             // Unlike Euler, LMS's Karras range ignores config sigma_min/sigma_max.
             sigmas = karras(sigmas[sigmas.len() - 1], sigmas[0], n);
             let log_sigmas = sched.log_sigmas();
-            timesteps = sigmas
-                .iter()
-                .map(|&s| sigma_to_t(s, &log_sigmas) as f32 as f64)
-                .collect();
+            timesteps = sigmas.iter().map(|&s| sigma_to_t(s, &log_sigmas) as f32 as f64).collect();
         }
         let sigmas: Vec<f32> = sigmas.iter().map(|&s| s as f32).chain([0.0]).collect();
         let init_noise_sigma = kdiff::init_noise_sigma(&sigmas, c.spacing);
-        Ok(Lms {
-            timesteps,
-            sigmas,
-            init_noise_sigma,
-            prediction: c.prediction,
-            derivatives: VecDeque::new(),
-        })
+        Ok(Lms { timesteps, sigmas, init_noise_sigma, prediction: c.prediction, derivatives: VecDeque::new() })
     }
 
     /// `get_lms_coefficient(order, t, current_order)`: ∫ over [σ_t, σ_{t+1}] of the Lagrange
     /// basis polynomial that is 1 at σ_{t-current} and 0 at the other σ_{t-k}, k < order.
     fn coefficient(&self, order: usize, t: usize, current: usize) -> f64 {
         let s = |i: usize| self.sigmas[i] as f64;
-        let basis = |tau: f64| {
-            (0..order)
-                .filter(|&k| k != current)
-                .map(|k| (tau - s(t - k)) / (s(t - current) - s(t - k)))
-                .product::<f64>()
-        };
+        let basis = |tau: f64| (0..order).filter(|&k| k != current).map(|k| (tau - s(t - k)) / (s(t - current) - s(t - k))).product::<f64>();
         let (a, b) = (s(t), s(t + 1));
         let (mid, half) = ((a + b) / 2.0, (b - a) / 2.0);
-        half * GL_NODES
-            .iter()
-            .zip(GL_WEIGHTS)
-            .map(|(&x, w)| w * basis(mid + half * x))
-            .sum::<f64>()
+        half * GL_NODES.iter().zip(GL_WEIGHTS).map(|(&x, w)| w * basis(mid + half * x)).sum::<f64>()
     }
 }
 
@@ -96,17 +71,10 @@ impl Scheduler for Lms {
     fn set_begin_index(&mut self, _begin_index: usize) {
         self.derivatives.clear();
     }
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        _noise: &mut dyn FnMut(usize) -> Vec<f32>,
-    ) -> Vec<f32> {
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32> {
         let sigma = self.sigmas[index];
         let pred = kdiff::pred_original(self.prediction, model_output, sample, sigma);
-        self.derivatives
-            .push_back(kdiff::derivative(sample, &pred, sigma));
+        self.derivatives.push_back(kdiff::derivative(sample, &pred, sigma));
         if self.derivatives.len() > LMS_ORDER {
             self.derivatives.pop_front();
         }

@@ -60,24 +60,15 @@ pub enum SamplerError {
     BadSteps { steps: usize, message: String },
     /// `scheduler_config.json` could not be read.
     #[error("cannot read scheduler config {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     /// `scheduler_config.json` is not valid JSON of the expected shape.
     #[error("cannot parse scheduler config {origin}: {source}")]
-    Json {
-        origin: String,
-        source: serde_json::Error,
-    },
+    Json { origin: String, source: serde_json::Error },
 }
 
 impl SamplerError {
     pub(crate) fn bad_config(key: &str, message: impl Into<String>) -> Self {
-        SamplerError::BadConfig {
-            key: key.to_string(),
-            message: message.into(),
-        }
+        SamplerError::BadConfig { key: key.to_string(), message: message.into() }
     }
 }
 
@@ -93,13 +84,7 @@ pub trait Scheduler: Send {
     fn sigmas(&self) -> &[f32];
     /// diffusers' step(); called once per timesteps() entry, in order. `noise(n)` returns n standard-normal f32 values
     /// drawn from the image's generator (used only by ancestral samplers; diffusers draws randn_tensor(model_output.shape, generator)).
-    fn step(
-        &mut self,
-        model_output: &[f32],
-        index: usize,
-        sample: &[f32],
-        noise: &mut dyn FnMut(usize) -> Vec<f32>,
-    ) -> Vec<f32>;
+    fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32>;
     /// diffusers' `scheduler.order` (2 for Heun, 1 otherwise); img2img starts at `t_start * order`.
     fn order(&self) -> usize {
         1
@@ -121,23 +106,12 @@ pub trait Scheduler: Send {
 /// Builds the scheduler for `sampler` from a model's scheduler config and sets its timesteps,
 /// like `SamplerClass.from_config(config, use_karras_sigmas=sampler.karras)` followed by
 /// `set_timesteps(num_inference_steps)`.
-pub fn new_scheduler(
-    sampler: Sampler,
-    config: &SchedulerConfig,
-    num_inference_steps: usize,
-) -> Result<Box<dyn Scheduler>, SamplerError> {
+pub fn new_scheduler(sampler: Sampler, config: &SchedulerConfig, num_inference_steps: usize) -> Result<Box<dyn Scheduler>, SamplerError> {
     if num_inference_steps == 0 {
-        return Err(SamplerError::BadSteps {
-            steps: 0,
-            message: "must be at least 1".into(),
-        });
+        return Err(SamplerError::BadSteps { steps: 0, message: "must be at least 1".into() });
     }
     if sampler.karras && !sampler.kind.supports_karras() {
-        return Err(SamplerNameError::UnknownSampler {
-            name: format!("{} Karras", sampler.kind.a1111_base()),
-            valid: Sampler::names().join(", "),
-        }
-        .into());
+        return Err(SamplerNameError::UnknownSampler { name: format!("{} Karras", sampler.kind.a1111_base()), valid: Sampler::names().join(", ") }.into());
     }
     let k = sampler.karras;
     let n = num_inference_steps;

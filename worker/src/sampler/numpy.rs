@@ -12,11 +12,8 @@ pub(crate) fn np_linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
     let div = (num - 1) as f64;
     let delta = stop - start;
     let step = delta / div;
-    let mut y: Vec<f64> = if step == 0.0 {
-        (0..num).map(|i| i as f64 / div * delta + start).collect()
-    } else {
-        (0..num).map(|i| i as f64 * step + start).collect()
-    };
+    let mut y: Vec<f64> =
+        if step == 0.0 { (0..num).map(|i| i as f64 / div * delta + start).collect() } else { (0..num).map(|i| i as f64 * step + start).collect() };
     y[num - 1] = stop;
     y
 }
@@ -89,15 +86,7 @@ pub(crate) fn torch_linspace_f32(start: f64, end: f64, steps: usize) -> Vec<f32>
     }
     let step = (e - s) / (steps - 1) as f32;
     let halfway = steps / 2;
-    (0..steps)
-        .map(|i| {
-            if i < halfway {
-                step.mul_add(i as f32, s)
-            } else {
-                (-step).mul_add((steps - i - 1) as f32, e)
-            }
-        })
-        .collect()
+    (0..steps).map(|i| if i < halfway { step.mul_add(i as f32, s) } else { (-step).mul_add((steps - i - 1) as f32, e) }).collect()
 }
 
 #[cfg(test)]
@@ -119,11 +108,7 @@ mod tests {
         let long = [61usize, 103, 121, 122, 201];
         for n in 1..=205usize {
             let expect = if long.contains(&n) { n + 1 } else { n };
-            assert_eq!(
-                np_arange_f64(1000.0, 0.0, -1000.0 / n as f64).len(),
-                expect,
-                "n={n}"
-            );
+            assert_eq!(np_arange_f64(1000.0, 0.0, -1000.0 / n as f64).len(), expect, "n={n}");
         }
     }
 

@@ -11,9 +11,7 @@ fn betas_for_alpha_bar(n: usize, exp: bool) -> Vec<f32> {
         if exp {
             (t * -12.0).exp()
         } else {
-            ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
-                .cos()
-                .powi(2)
+            ((t + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2)
         }
     };
     (0..n)
@@ -71,12 +69,7 @@ impl TrainSchedule {
         } else {
             match c.beta_schedule {
                 BetaSchedule::Linear => torch_linspace_f32(c.beta_start, c.beta_end, n),
-                BetaSchedule::ScaledLinear => {
-                    torch_linspace_f32(c.beta_start.sqrt(), c.beta_end.sqrt(), n)
-                        .into_iter()
-                        .map(|b| b * b)
-                        .collect()
-                }
+                BetaSchedule::ScaledLinear => torch_linspace_f32(c.beta_start.sqrt(), c.beta_end.sqrt(), n).into_iter().map(|b| b * b).collect(),
                 BetaSchedule::SquaredCosCapV2 => betas_for_alpha_bar(n, false),
                 BetaSchedule::Exp => betas_for_alpha_bar(n, true),
             }
@@ -94,10 +87,7 @@ impl TrainSchedule {
 
     /// `((1 - alphas_cumprod) / alphas_cumprod) ** 0.5` in float32, ascending in t.
     pub(crate) fn sigmas(&self) -> Vec<f32> {
-        self.alphas_cumprod
-            .iter()
-            .map(|&a| ((1.0 - a) / a).sqrt())
-            .collect()
+        self.alphas_cumprod.iter().map(|&a| ((1.0 - a) / a).sqrt()).collect()
     }
 
     /// `np.log(sigmas)` of the float32 table (a float32 result, as numpy gives).
@@ -111,19 +101,12 @@ impl TrainSchedule {
 /// linspace gives fractional values, which DDIM rounds (`round_linspace`).
 fn spaced_timesteps(spacing: Spacing, train: usize, n: usize, steps_offset: i64, round_linspace: bool) -> Vec<f64> {
     match spacing {
-        Spacing::Linspace => np_linspace(0.0, (train - 1) as f64, n)
-            .iter()
-            .rev()
-            .map(|&t| if round_linspace { np_round(t) } else { t })
-            .collect(),
+        Spacing::Linspace => np_linspace(0.0, (train - 1) as f64, n).iter().rev().map(|&t| if round_linspace { np_round(t) } else { t }).collect(),
         Spacing::Leading => {
             let ratio = train / n;
             (0..n).rev().map(|i| ((i * ratio) as i64 + steps_offset) as f64).collect()
         }
-        Spacing::Trailing => np_arange_f64(train as f64, 0.0, -(train as f64 / n as f64))
-            .iter()
-            .map(|&t| np_round(t) - 1.0)
-            .collect(),
+        Spacing::Trailing => np_arange_f64(train as f64, 0.0, -(train as f64 / n as f64)).iter().map(|&t| np_round(t) - 1.0).collect(),
     }
 }
 
@@ -139,32 +122,16 @@ pub(crate) fn timesteps_ddim(spacing: Spacing, train: usize, n: usize, steps_off
 
 /// Timesteps of DPM-Solver: integers over `[0, last_timestep)`, with n + 1 points of which the
 /// final one (near 0) is dropped for linspace and leading spacing.
-pub(crate) fn timesteps_dpm(
-    spacing: Spacing,
-    train: usize,
-    last: usize,
-    n: usize,
-    steps_offset: i64,
-) -> Vec<i64> {
+pub(crate) fn timesteps_dpm(spacing: Spacing, train: usize, last: usize, n: usize, steps_offset: i64) -> Vec<i64> {
     match spacing {
         Spacing::Linspace => {
             let v = np_linspace(0.0, last as f64 - 1.0, n + 1);
-            v.iter()
-                .rev()
-                .take(n)
-                .map(|&t| np_round(t) as i64)
-                .collect()
+            v.iter().rev().take(n).map(|&t| np_round(t) as i64).collect()
         }
         Spacing::Leading => {
             let ratio = last / (n + 1);
-            (1..=n)
-                .rev()
-                .map(|i| (i * ratio) as i64 + steps_offset)
-                .collect()
+            (1..=n).rev().map(|i| (i * ratio) as i64 + steps_offset).collect()
         }
-        Spacing::Trailing => np_arange_f64(last as f64, 0.0, -(train as f64 / n as f64))
-            .iter()
-            .map(|&t| np_round(t) as i64 - 1)
-            .collect(),
+        Spacing::Trailing => np_arange_f64(last as f64, 0.0, -(train as f64 / n as f64)).iter().map(|&t| np_round(t) as i64 - 1).collect(),
     }
 }

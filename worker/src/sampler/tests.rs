@@ -16,11 +16,7 @@ const TOL: f64 = 1e-4;
 
 macro_rules! fixture {
     ($name:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/reference/schedulers/",
-            $name
-        ))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/reference/schedulers/", $name))
     };
 }
 
@@ -63,24 +59,8 @@ fn rel_err<A: Copy + Into<f64>, B: Copy + Into<f64>>(ours: &[A], reference: &[B]
     if ours.len() != reference.len() {
         return f64::INFINITY;
     }
-    let scale = reference
-        .iter()
-        .map(|&b| b.into().abs())
-        .fold(1e-6f64, f64::max);
-    let diff = ours
-        .iter()
-        .zip(reference)
-        .map(|(&a, &b)| (a.into() - b.into()).abs())
-        .fold(
-            0.0f64,
-            |m, d| {
-                if d.is_nan() {
-                    f64::INFINITY
-                } else {
-                    m.max(d)
-                }
-            },
-        );
+    let scale = reference.iter().map(|&b| b.into().abs()).fold(1e-6f64, f64::max);
+    let diff = ours.iter().zip(reference).map(|(&a, &b)| (a.into() - b.into()).abs()).fold(0.0f64, |m, d| if d.is_nan() { f64::INFINITY } else { m.max(d) });
     diff / scale
 }
 
@@ -94,12 +74,7 @@ struct Checker {
 }
 
 impl Checker {
-    fn close<A: Copy + Into<f64>, B: Copy + Into<f64>>(
-        &mut self,
-        what: &str,
-        ours: &[A],
-        reference: &[B],
-    ) {
+    fn close<A: Copy + Into<f64>, B: Copy + Into<f64>>(&mut self, what: &str, ours: &[A], reference: &[B]) {
         let e = rel_err(ours, reference);
         self.compared += 1;
         if e.is_finite() && e > self.worst {
@@ -109,9 +84,7 @@ impl Checker {
         if e.is_nan() || e > TOL {
             let ours: Vec<f64> = ours.iter().take(6).map(|&v| v.into()).collect();
             let reference: Vec<f64> = reference.iter().take(6).map(|&v| v.into()).collect();
-            self.failures.push(format!(
-                "{what}: rel err {e:.3e}; ours {ours:?}.. ref {reference:?}.."
-            ));
+            self.failures.push(format!("{what}: rel err {e:.3e}; ours {ours:?}.. ref {reference:?}.."));
         }
     }
 
@@ -132,16 +105,9 @@ impl Checker {
     }
 
     fn finish(self, name: &str) {
-        println!(
-            "{name}: {} arrays compared, worst relative error {:.3e} ({})",
-            self.compared, self.worst, self.worst_at
-        );
+        println!("{name}: {} arrays compared, worst relative error {:.3e} ({})", self.compared, self.worst, self.worst_at);
         if !self.failures.is_empty() {
-            panic!(
-                "{name}: {} mismatches:\n{}",
-                self.failures.len(),
-                self.failures.join("\n")
-            );
+            panic!("{name}: {} mismatches:\n{}", self.failures.len(), self.failures.join("\n"));
         }
     }
 }
@@ -161,47 +127,28 @@ fn check_fixture(name: &str, text: &str) {
         if let Some(err) = &case.error {
             match built {
                 Err(e) => println!("{label}: refused as diffusers does ({err}); ours: {e}"),
-                Ok(_) => ck
-                    .failures
-                    .push(format!("{label}: diffusers fails ({err}) but we accept")),
+                Ok(_) => ck.failures.push(format!("{label}: diffusers fails ({err}) but we accept")),
             }
             continue;
         }
         let mut s = match built {
             Ok(s) => s,
             Err(e) => {
-                ck.failures
-                    .push(format!("{label}: construction failed: {e}"));
+                ck.failures.push(format!("{label}: construction failed: {e}"));
                 continue;
             }
         };
         ck.schedule(&label, s.as_ref(), case.timesteps.as_ref().unwrap(), case.timesteps_int, case.sigmas.as_deref(), case.init_noise_sigma.unwrap());
         if s.order() != case.order.unwrap() {
-            ck.failures.push(format!(
-                "{label}: order {} != {}",
-                s.order(),
-                case.order.unwrap()
-            ));
+            ck.failures.push(format!("{label}: order {} != {}", s.order(), case.order.unwrap()));
         }
 
         // txt2img from noise * init_noise_sigma.
         let init = s.init_noise_sigma();
         let x: Vec<f32> = fx.noise0.iter().map(|&v| v * init).collect();
-        ck.close(
-            &format!("{label} initial latent"),
-            &x,
-            case.initial.as_ref().unwrap(),
-        );
+        ck.close(&format!("{label} initial latent"), &x, case.initial.as_ref().unwrap());
         s.set_begin_index(0);
-        run(
-            &mut ck,
-            &label,
-            s.as_mut(),
-            x,
-            0,
-            case.txt2img.as_ref().unwrap(),
-            &fx.model_outputs,
-        );
+        run(&mut ck, &label, s.as_mut(), x, 0, case.txt2img.as_ref().unwrap(), &fx.model_outputs);
 
         // img2img: add_noise at the begin index, then the remaining steps.
         if let Some(img) = &case.img2img {
@@ -209,48 +156,23 @@ fn check_fixture(name: &str, text: &str) {
             let begin = img.begin_index.unwrap();
             s.set_begin_index(begin);
             let noisy = s.add_noise(&fx.image_latent, &fx.image_noise, begin);
-            ck.close(
-                &format!("{label} img2img add_noise@{begin}"),
-                &noisy,
-                img.noisy.as_ref().unwrap(),
-            );
-            run(
-                &mut ck,
-                &format!("{label} img2img"),
-                s.as_mut(),
-                noisy,
-                begin,
-                img,
-                &fx.model_outputs,
-            );
+            ck.close(&format!("{label} img2img add_noise@{begin}"), &noisy, img.noisy.as_ref().unwrap());
+            run(&mut ck, &format!("{label} img2img"), s.as_mut(), noisy, begin, img, &fx.model_outputs);
         }
     }
     ck.finish(name);
 }
 
 /// Runs the steps from `begin` to the end, comparing each scaled input and step output.
-fn run(
-    ck: &mut Checker,
-    label: &str,
-    s: &mut dyn super::Scheduler,
-    mut x: Vec<f32>,
-    begin: usize,
-    reference: &Run,
-    model_outputs: &[Vec<f32>],
-) {
+fn run(ck: &mut Checker, label: &str, s: &mut dyn super::Scheduler, mut x: Vec<f32>, begin: usize, reference: &Run, model_outputs: &[Vec<f32>]) {
     let calls = s.timesteps().len() - begin;
     if calls != reference.prev.len() {
-        ck.failures.push(format!(
-            "{label}: {calls} calls, diffusers made {}",
-            reference.prev.len()
-        ));
+        ck.failures.push(format!("{label}: {calls} calls, diffusers made {}", reference.prev.len()));
         return;
     }
     let mut draws = reference.noise.clone().unwrap_or_default().into_iter();
     let mut noise = |n: usize| {
-        let v = draws
-            .next()
-            .expect("the sampler drew more noise than diffusers did");
+        let v = draws.next().expect("the sampler drew more noise than diffusers did");
         assert_eq!(v.len(), n);
         v
     };
@@ -258,17 +180,12 @@ fn run(
         let index = begin + k;
         let mut x_in = x.clone();
         s.scale_model_input(&mut x_in, index);
-        ck.close(
-            &format!("{label} scaled[{index}]"),
-            &x_in,
-            &reference.scaled[k],
-        );
+        ck.close(&format!("{label} scaled[{index}]"), &x_in, &reference.scaled[k]);
         x = s.step(model_output, index, &x, &mut noise);
         ck.close(&format!("{label} prev[{index}]"), &x, &reference.prev[k]);
     }
     if draws.next().is_some() {
-        ck.failures
-            .push(format!("{label}: diffusers drew more noise than we did"));
+        ck.failures.push(format!("{label}: diffusers drew more noise than we did"));
     }
 }
 
@@ -325,20 +242,14 @@ fn sampler_reference_spacings() {
         let cfg = config_from(&value);
         let label = format!("{} {} {} steps", e.spacing, e.sampler, e.steps);
         let built = new_scheduler(Sampler::from_str(&e.sampler).unwrap(), &cfg, e.steps);
-        let negative = e
-            .timesteps
-            .as_ref()
-            .is_some_and(|t| t.iter().any(|&v| v < 0.0));
+        let negative = e.timesteps.as_ref().is_some_and(|t| t.iter().any(|&v| v < 0.0));
         let s = match (built, &e.error) {
             // DDIM would index alphas_cumprod[-1] (the *last* entry) for a -1 timestep; we refuse.
-            (Err(SamplerError::BadSteps { .. }), None) if negative && e.sampler == "DDIM" => {
-                continue
-            }
+            (Err(SamplerError::BadSteps { .. }), None) if negative && e.sampler == "DDIM" => continue,
             (Ok(s), None) => s,
             (Err(_), Some(_)) => continue,
             (Ok(_), Some(err)) => {
-                ck.failures
-                    .push(format!("{label}: diffusers fails ({err}) but we accept"));
+                ck.failures.push(format!("{label}: diffusers fails ({err}) but we accept"));
                 continue;
             }
             (Err(err), None) => {
@@ -407,22 +318,13 @@ fn sampler_names_aliases_and_classes() {
         let s = parse(name);
         assert_eq!(s, Sampler { kind, karras }, "{name}");
     }
-    assert_eq!(
-        parse("DPM++ 2M Karras").diffusers_class(),
-        "DPMSolverMultistepScheduler"
-    );
+    assert_eq!(parse("DPM++ 2M Karras").diffusers_class(), "DPMSolverMultistepScheduler");
     assert_eq!(parse("k_euler_a").a1111_name(), "Euler a");
 }
 
 #[test]
 fn sampler_names_unknown_lists_valid() {
-    for bad in [
-        "Euler a Karras",
-        "DDIM Karras",
-        "DPM++ 2S a",
-        "",
-        "PNDMScheduler",
-    ] {
+    for bad in ["Euler a Karras", "DDIM Karras", "DPM++ 2S a", "", "PNDMScheduler"] {
         let err = Sampler::from_str(bad).unwrap_err();
         assert!(matches!(err, SamplerNameError::UnknownSampler { .. }), "{bad}");
         let msg = err.to_string();
@@ -436,23 +338,12 @@ fn sampler_names_unknown_lists_valid() {
 fn sampler_with_scheduler_field() {
     let dpm = parse("DPM++ 2M");
     assert_eq!(dpm.with_scheduler("Automatic").unwrap(), dpm);
-    assert_eq!(
-        dpm.with_scheduler("karras").unwrap().a1111_name(),
-        "DPM++ 2M Karras"
-    );
-    assert!(
-        parse("LMS Karras")
-            .with_scheduler("automatic")
-            .unwrap()
-            .karras
-    );
+    assert_eq!(dpm.with_scheduler("karras").unwrap().a1111_name(), "DPM++ 2M Karras");
+    assert!(parse("LMS Karras").with_scheduler("automatic").unwrap().karras);
     let err = parse("Euler a").with_scheduler("Karras").unwrap_err();
     assert!(err.to_string().contains("Automatic"), "{err}");
     let err = dpm.with_scheduler("Exponential").unwrap_err();
-    assert!(
-        err.to_string().contains("Karras") && err.to_string().contains("Automatic"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("Karras") && err.to_string().contains("Automatic"), "{err}");
 }
 
 #[test]

@@ -56,7 +56,9 @@ impl From<ApiError> for A1111Error {
             }
             ApiError::Shape { field, message } => A1111Error::Invalid { field: field.unwrap_or_default(), msg: message, kind: "type_error" },
             ApiError::Parameter { field, message } => A1111Error::Invalid { field: field.to_string(), msg: message, kind: "value_error" },
-            ApiError::Malformed { message, .. } | ApiError::UnsupportedMediaType(message) => A1111Error::Invalid { field: String::new(), msg: message, kind: "json_invalid" },
+            ApiError::Malformed { message, .. } | ApiError::UnsupportedMediaType(message) => {
+                A1111Error::Invalid { field: String::new(), msg: message, kind: "json_invalid" }
+            }
             ApiError::Unauthorized(_) => A1111Error::Unauthorized,
             ApiError::NotFound(m) => A1111Error::http(StatusCode::NOT_FOUND, m),
             ApiError::Conflict(m) => A1111Error::http(StatusCode::CONFLICT, m),
@@ -87,8 +89,12 @@ impl IntoResponse for A1111Error {
                 let loc: Vec<&str> = std::iter::once("body").chain(field.split('.').filter(|p| !p.is_empty())).collect();
                 (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": [{"loc": loc, "msg": msg, "type": kind}]}))).into_response()
             }
-            A1111Error::Http { status, detail } => (status, Json(json!({"error": "HTTPException", "detail": detail, "body": "", "errors": ""}))).into_response(),
-            A1111Error::Exception { status, class, message } => (status, Json(json!({"error": class, "detail": "", "body": "", "errors": message}))).into_response(),
+            A1111Error::Http { status, detail } => {
+                (status, Json(json!({"error": "HTTPException", "detail": detail, "body": "", "errors": ""}))).into_response()
+            }
+            A1111Error::Exception { status, class, message } => {
+                (status, Json(json!({"error": class, "detail": "", "body": "", "errors": message}))).into_response()
+            }
         }
     }
 }

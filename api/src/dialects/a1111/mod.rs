@@ -155,7 +155,9 @@ fn samples_format(value: Option<&Value>) -> Answer<OutputFormat> {
 async fn sd_models(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SdModel>>> {
     tenant(&service, &headers).await?;
     let models = service.models().await?;
-    Ok(Json(models.into_iter().map(|m| SdModel { title: m.id.clone(), model_name: m.id.clone(), hash: None, sha256: None, filename: m.id, config: None }).collect()))
+    Ok(Json(
+        models.into_iter().map(|m| SdModel { title: m.id.clone(), model_name: m.id.clone(), hash: None, sha256: None, filename: m.id, config: None }).collect(),
+    ))
 }
 
 /// A1111's defaults for the options we report, overlaid with the tenant's own.

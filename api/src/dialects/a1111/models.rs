@@ -7,7 +7,8 @@ use serde_json::{json, Map, Value};
 
 /// The fields of `StableDiffusionProcessingTxt2Img` / the API's txt2img model, at their defaults.
 pub fn txt2img_defaults() -> Map<String, Value> {
-    let v = serde_json::from_str(r#"{
+    let v = serde_json::from_str(
+        r#"{
         "prompt": "", "negative_prompt": "", "styles": null, "seed": -1, "subseed": -1, "subseed_strength": 0,
         "seed_resize_from_h": -1, "seed_resize_from_w": -1, "sampler_name": null, "scheduler": null,
         "batch_size": 1, "n_iter": 1, "steps": 50, "cfg_scale": 7.0, "width": 512, "height": 512,
@@ -21,7 +22,8 @@ pub fn txt2img_defaults() -> Map<String, Value> {
         "hr_scheduler": null, "hr_prompt": "", "hr_negative_prompt": "", "force_task_id": null,
         "sampler_index": "Euler", "script_name": null, "script_args": [], "send_images": true,
         "save_images": false, "alwayson_scripts": {}, "infotext": null
-    }"#)
+    }"#,
+    )
     .unwrap_or(Value::Null);
     into_map(v)
 }
@@ -29,9 +31,22 @@ pub fn txt2img_defaults() -> Map<String, Value> {
 /// img2img's fields: txt2img's without the hires ones, plus the init image and inpainting ones.
 pub fn img2img_defaults() -> Map<String, Value> {
     let mut m = txt2img_defaults();
-    for k in ["enable_hr", "firstphase_width", "firstphase_height", "hr_scale", "hr_upscaler", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y",
-        "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler", "hr_prompt", "hr_negative_prompt", "firstpass_image"]
-    {
+    for k in [
+        "enable_hr",
+        "firstphase_width",
+        "firstphase_height",
+        "hr_scale",
+        "hr_upscaler",
+        "hr_second_pass_steps",
+        "hr_resize_x",
+        "hr_resize_y",
+        "hr_checkpoint_name",
+        "hr_sampler_name",
+        "hr_scheduler",
+        "hr_prompt",
+        "hr_negative_prompt",
+        "firstpass_image",
+    ] {
         m.remove(k);
     }
     let extra = json!({
