@@ -9,7 +9,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::error::{panic_response, ApiError};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{panic_message, ApiError};
 use crate::service::Service;
 use crate::{dialects, routes};
 
@@ -24,7 +26,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanicLayer::custom(|panic| -> Response { panic_message(panic).into_response() }))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::INFO).include_headers(false))

@@ -1,40 +1,10 @@
-//! Authentication: the [`Caller`] extractor turns the request's credentials into the tenant the
-//! request acts for. Any router whose state gives an `Arc<Service>` can use it, so every dialect
-//! authenticates the same way. Tokens are looked up by their SHA-256 in the store and are never
-//! logged; neither is the Authorization header.
-use std::sync::Arc;
-
-use axum::extract::{FromRef, FromRequestParts};
-use axum::http::request::Parts;
+//! Credentials: the API token a request presents, in each scheme we accept. The `Caller`
+//! extractor (`extract.rs`) looks it up for every route of every dialect. Tokens are looked up
+//! by their SHA-256 in the store and are never logged; neither is the Authorization header.
 use axum::http::{header, HeaderMap};
 use base64::Engine as _;
-use darkroom_shared::store::Tenant;
 
 use crate::error::ApiError;
-use crate::service::Service;
-
-/// The authenticated tenant of a request.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub tenant: Tenant,
-}
-
-impl<S> FromRequestParts<S> for Caller
-where
-    S: Send + Sync,
-    Arc<Service>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let token = presented_token(&parts.headers)?;
-        let service = Arc::<Service>::from_ref(state);
-        match service.tenant_for_token(&token).await? {
-            Some(tenant) => Ok(Caller { tenant }),
-            None => Err(ApiError::Unauthorized("the API token is unknown or revoked")),
-        }
-    }
-}
 
 /// The token a request presents in its Authorization header. Each accepted scheme is one arm:
 /// `Bearer <token>`, and `Basic base64(user:token)` (any user name, the token as the password)

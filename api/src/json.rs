@@ -1,53 +1,8 @@
-//! `ApiJson<T>`: a JSON body extractor whose every rejection is an [`ApiError`] in our shape,
-//! naming the field at fault (axum's own `Json` answers plain text). The body limit
-//! (`--max-body-bytes`, enforced by axum's `DefaultBodyLimit`) becomes a JSON 413.
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, Request};
-use axum::http::{header, StatusCode};
+//! Reading JSON into the request types, with serde's errors turned into [`ApiError`]s that name
+//! the field at fault (`steps`, `parameters.target_size.width`).
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::service::Service;
-
-/// A JSON request body, deserialized into `T`.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-    Arc<Service>: FromRef<S>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        check_content_type(req.headers())?;
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: Arc::<Service>::from_ref(state).settings().max_body_bytes }
-            } else {
-                ApiError::Malformed { field: None, message: format!("the request body could not be read: {}", rejection.body_text()) }
-            }
-        })?;
-        parse(&bytes).map(ApiJson)
-    }
-}
-
-/// A body declared as something other than JSON is refused; no Content-Type at all is read as JSON.
-fn check_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let text = value.to_str().unwrap_or("");
-    let mime = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-        Ok(())
-    } else {
-        Err(ApiError::UnsupportedMediaType(text.to_string()))
-    }
-}
 
 /// Deserialize `bytes`, mapping serde's errors to the field they concern.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -55,6 +10,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(shape_error)?;
     de.end().map_err(|e| ApiError::Malformed { field: None, message: format!("the request body is not valid JSON: {e}") })?;
     Ok(value)
+}
+
+/// Read an already parsed JSON value as `T`, with the same field-naming errors.
+pub fn from_value<'de, T: serde::Deserialize<'de>>(value: &'de serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(shape_error)
 }
 
 fn shape_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

@@ -46,6 +46,57 @@ pub struct JobWithImages {
     pub images: Vec<(ImageMeta, Vec<u8>)>,
 }
 
+/// What to submit: the canonical request, and the cache key that later identical requests
+/// may be answered from (Hugging Face's `x-use-cache`).
+#[derive(Clone, Debug)]
+pub struct Submission {
+    pub request: GenerationRequest,
+    pub cache_key: Option<Vec<u8>>,
+}
+
+impl From<GenerationRequest> for Submission {
+    fn from(request: GenerationRequest) -> Self {
+        Submission { request, cache_key: None }
+    }
+}
+
+/// How long [`Service::submit_and_wait`] waits, and what a wait that runs out gives.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// `Prefer: wait=N` (capped at `--max-wait-secs`; zero: no wait): then the job as it stands.
+    UpTo(Duration),
+    /// A dialect that blocks until its job ends, for at most this long: then the job is
+    /// canceled and the request fails.
+    UntilDone(Duration),
+}
+
+/// A job after [`Service::submit_and_wait`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished (succeeded, failed or canceled), with its images' bytes.
+    Done(JobWithImages),
+    /// Still queued or running when the wait ended.
+    Pending(JobDetails),
+}
+
+impl JobWithImages {
+    /// The job if it succeeded; a failed or canceled one as [`ApiError::JobFailed`].
+    pub fn succeeded(self) -> Result<JobWithImages, ApiError> {
+        match self.job.status {
+            JobStatus::Succeeded => Ok(self),
+            status => Err(ApiError::JobFailed { status, message: self.job.error.unwrap_or_else(|| "no detail".into()) }),
+        }
+    }
+
+    /// Seconds from the job's start to its end (0 when unknown).
+    pub fn elapsed_secs(&self) -> f64 {
+        match (self.job.started_at, self.job.finished_at) {
+            (Some(s), Some(f)) => (f - s).num_milliseconds().max(0) as f64 / 1000.0,
+            _ => 0.0,
+        }
+    }
+}
+
 /// One page of a tenant's jobs, and the cursor of the next page.
 #[derive(Clone, Debug)]
 pub struct JobPage {
@@ -87,19 +138,30 @@ impl Service {
         Ok(self.store.tenant_for_token(token).await?)
     }
 
-    /// Validate `request` against the catalog, store it as a queued job, then enqueue it. A
+    /// The model catalog with live worker counts: read once per request, and handed to
+    /// [`Service::submit`] and [`Service::submit_and_wait`].
+    pub async fn catalog(&self) -> Result<Vec<ModelInfo>, ApiError> {
+        Ok(self.store.list_models(self.settings.worker_live).await?)
+    }
+
+    /// The catalog id a dialect's model name stands for: a configured alias, or the name itself.
+    pub fn resolve_alias(&self, name: &str) -> String {
+        self.settings.model_aliases.iter().find(|(alias, _)| alias == name).map(|(_, id)| id.clone()).unwrap_or_else(|| name.to_string())
+    }
+
+    /// Validate `request` against `catalog`, store it as a queued job, then enqueue it. A
     /// failed enqueue (Redis down) still leaves a queued job: recovery finds it in Postgres and
     /// enqueues it once Redis answers.
-    pub async fn submit(&self, tenant: Uuid, request: GenerationRequest) -> Result<Job, ApiError> {
-        let catalog = self.store.list_models(self.settings.worker_live).await?;
+    pub async fn submit(&self, tenant: Uuid, request: GenerationRequest, catalog: &[ModelInfo]) -> Result<Job, ApiError> {
         let limits = Limits { max_init_image_bytes: self.settings.max_body_bytes as u64 };
         let request = if request.init_image.is_some() {
             // Decoding an image is CPU work: keep it off the async executor.
+            let catalog = catalog.to_vec();
             tokio::task::spawn_blocking(move || validate::validate(&request, &catalog, &limits))
                 .await
                 .map_err(|e| ApiError::Internal(format!("validation task: {e}")))??
         } else {
-            validate::validate(&request, &catalog, &limits)?
+            validate::validate(&request, catalog, &limits)?
         };
         let job = self.store.insert_job(tenant, &request).await?;
         if let Err(e) = self.queue.enqueue(&job.model, tenant, job.id).await {
@@ -108,10 +170,51 @@ impl Service {
         Ok(job)
     }
 
+    /// Submit `submission` and wait for its job as `wait` says: the one submit-and-wait of
+    /// `Prefer: wait` and of every dialect that blocks. A finished job comes back with its
+    /// images' bytes, whatever its status. A wait that runs out gives, for [`Wait::UpTo`], the
+    /// job as it stands, and for [`Wait::UntilDone`] a [`ApiError::WaitExpired`] after canceling
+    /// the job. A server shutting down ends the wait: the job as it stands for `UpTo`, and
+    /// [`ApiError::ShuttingDown`] for `UntilDone` (the job goes on).
+    pub async fn submit_and_wait(&self, tenant: Uuid, submission: Submission, catalog: &[ModelInfo], wait: Wait) -> Result<Outcome, ApiError> {
+        let job = self.submit(tenant, submission.request, catalog).await?;
+        if let Some(key) = &submission.cache_key {
+            self.store.set_cache_key(job.id, key).await?;
+        }
+        let limit = match wait {
+            Wait::UpTo(d) if d.is_zero() => return Ok(Outcome::Pending(self.details(job).await?)),
+            Wait::UpTo(d) => d.min(self.settings.max_wait),
+            Wait::UntilDone(d) => d,
+        };
+        let job = self.wait_for(tenant, job.id, limit).await?;
+        if job.status.is_terminal() {
+            return Ok(Outcome::Done(self.with_images(job).await?));
+        }
+        match wait {
+            Wait::UpTo(_) => Ok(Outcome::Pending(self.details(job).await?)),
+            Wait::UntilDone(_) if self.shutdown.is_cancelled() => Err(ApiError::ShuttingDown(job.id)),
+            Wait::UntilDone(limit) => {
+                if let Err(e) = self.store.cancel(tenant, job.id).await {
+                    tracing::warn!(job = %job.id, "could not cancel a job that outlived its wait: {e}");
+                }
+                Err(ApiError::WaitExpired { secs: limit.as_secs() })
+            }
+        }
+    }
+
+    /// [`Service::submit_and_wait`] for the dialects that block until the job ends (at most
+    /// `limit`): the finished job, whatever its status.
+    pub async fn run_to_end(&self, tenant: Uuid, submission: Submission, catalog: &[ModelInfo], limit: Duration) -> Result<JobWithImages, ApiError> {
+        match self.submit_and_wait(tenant, submission, catalog, Wait::UntilDone(limit)).await? {
+            Outcome::Done(done) => Ok(done),
+            Outcome::Pending(d) => Err(ApiError::Internal(format!("the wait for job {} ended while it was unfinished", d.job.id))),
+        }
+    }
+
     /// Wait until the job is finished, `timeout` passes or the server shuts down, then return
     /// the job as it stands. Wake-ups come from the listener and the sweep (see `wait`).
-    pub async fn wait_for(&self, tenant: Uuid, id: Uuid, timeout: Duration) -> Result<Job, ApiError> {
-        let deadline = Instant::now() + timeout.min(self.settings.max_wait);
+    async fn wait_for(&self, tenant: Uuid, id: Uuid, timeout: Duration) -> Result<Job, ApiError> {
+        let deadline = Instant::now() + timeout;
         loop {
             let mut registration = self.waiters.register(id);
             let job = self.store.job(tenant, id).await?.ok_or_else(|| not_found(id))?;
@@ -194,11 +297,6 @@ impl Service {
         }
     }
 
-    /// Record that `job` answers requests with this cache key.
-    pub async fn set_cache_key(&self, job: Uuid, key: &[u8]) -> Result<(), ApiError> {
-        Ok(self.store.set_cache_key(job, key).await?)
-    }
-
     /// The tenant's settings (opaque key/value pairs a dialect keeps per tenant).
     pub async fn tenant_settings(&self, tenant: Uuid) -> Result<Vec<(String, serde_json::Value)>, ApiError> {
         Ok(self.store.tenant_settings(tenant).await?)
@@ -222,11 +320,6 @@ impl Service {
             self.store.cancel(tenant, *id).await?;
         }
         Ok(running.len())
-    }
-
-    /// The model catalog with live worker counts.
-    pub async fn models(&self) -> Result<Vec<ModelInfo>, ApiError> {
-        Ok(self.store.list_models(self.settings.worker_live).await?)
     }
 
     /// Ask both backends, each within `timeout`.

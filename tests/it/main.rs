@@ -1,5 +1,6 @@
 //! One integration-test binary: every end-to-end test, sharing the helpers in `helpers.rs`.
 mod api;
+mod boundary;
 mod cli;
 mod dialect_a1111;
 mod dialects_hf;

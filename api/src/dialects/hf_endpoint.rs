@@ -3,23 +3,46 @@
 //! "inference_steps", "seed"}`, or the same fields under `"parameters"`, answers
 //! `{"image": "<base64 PNG>"}` once the image is made. It runs the deployment's default model
 //! (`--default-model`, or the catalog's only model). Errors: `{"error": "..."}`.
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
+use darkroom_shared::store::ModelInfo;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{self, Problem};
-use crate::error::ApiError;
+use crate::dialect::{Dialect, DialectError};
+use crate::error::{ApiError, PublicError};
+use crate::extract::{Caller, JsonBody};
 use crate::service::Service;
+
+/// The endpoint handler's errors: `{"error": "..."}`, 400 for any bad input.
+pub struct HfEndpoint;
+
+impl Dialect for HfEndpoint {
+    const NAME: &'static str = "hf-endpoint";
+
+    fn field_name(canonical: &str) -> Cow<'static, str> {
+        match canonical {
+            "prompt" => "inputs",
+            "steps" => "inference_steps",
+            other => return Cow::Owned(other.to_string()),
+        }
+        .into()
+    }
+
+    fn render(e: PublicError<'_>) -> Response {
+        let status = if e.error.is_bad_input() { axum::http::StatusCode::BAD_REQUEST } else { e.status };
+        (status, Json(json!({ "error": e.message }))).into_response()
+    }
+}
+
+type Answer<T> = Result<T, DialectError<HfEndpoint>>;
 
 /// Steps when the request gives none (the handler's documented default).
 const DEFAULT_STEPS: u32 = 25;
@@ -55,21 +78,16 @@ struct Body {
     seed: Option<u64>,
 }
 
-async fn generate(State(service): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    match handle(&service, &headers, body).await {
-        Ok(image) => Json(json!({ "image": image })).into_response(),
-        Err(p) => (p.status, Json(json!({ "error": p.message }))).into_response(),
-    }
-}
-
-async fn handle(service: &Arc<Service>, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<String, Problem> {
-    let tenant = common::authenticate(service, headers).await.map_err(problem)?;
-    let body: Body = common::read_json(service, body).map_err(problem)?;
-    let model = default_model(service).await?;
-    let request = translate(model, body);
-    let done = common::run(service, tenant.id, request).await.map_err(|e| Problem::from_run(e, rename))?;
-    let (_, bytes) = done.images.first().ok_or_else(|| problem(ApiError::Internal("a succeeded job without images".into())))?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+async fn generate(
+    State(service): State<Arc<Service>>,
+    caller: Caller<HfEndpoint>,
+    JsonBody(body, _): JsonBody<Body, HfEndpoint>,
+) -> Answer<Json<serde_json::Value>> {
+    let catalog = service.catalog().await?;
+    let model = default_model(&service, &catalog)?;
+    let done = service.run_to_end(caller.tenant.id, translate(model, body).into(), &catalog, service.settings().max_wait).await?.succeeded()?;
+    let (_, bytes) = done.images.first().ok_or_else(|| ApiError::Internal("a succeeded job without images".into()))?;
+    Ok(Json(json!({ "image": base64::engine::general_purpose::STANDARD.encode(bytes) })))
 }
 
 fn translate(model: String, body: Body) -> GenerationRequest {
@@ -86,33 +104,18 @@ fn translate(model: String, body: Body) -> GenerationRequest {
 }
 
 /// `--default-model` (through the aliases), else the catalog's only model.
-async fn default_model(service: &Service) -> Result<String, Problem> {
+fn default_model(service: &Service, catalog: &[ModelInfo]) -> Result<String, ApiError> {
     if let Some(name) = &service.settings().default_model {
-        return Ok(common::resolve_alias(service, name));
+        return Ok(service.resolve_alias(name));
     }
-    let models = service.models().await.map_err(problem)?;
-    match models.as_slice() {
+    match catalog {
         [only] => Ok(only.id.clone()),
-        _ => Err(Problem::bad_request(
-            "model",
-            format!(
+        _ => Err(ApiError::Parameter {
+            field: "model".into(),
+            message: format!(
                 "this endpoint has no default model and the catalog holds {} models: start darkroom-api serve with --default-model NAME (DARKROOM_DEFAULT_MODEL)",
-                models.len()
+                catalog.len()
             ),
-        )),
+        }),
     }
-}
-
-fn problem(e: ApiError) -> Problem {
-    Problem::from_api(e, rename)
-}
-
-/// Canonical field names as this dialect calls them.
-fn rename(field: &str) -> String {
-    match field {
-        "prompt" => "inputs",
-        "steps" => "inference_steps",
-        other => other,
-    }
-    .to_string()
 }

@@ -10,10 +10,9 @@
 //!
 //! Defaults are those of HF's diffusers backend: `EulerAncestralDiscreteScheduler` ("Euler a"),
 //! 20 steps, and diffusers' guidance (7.5; 5.0 for SDXL). Errors: `{"error": "..."}`.
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,14 +23,44 @@ use darkroom_shared::store::cache_key;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::common::{self, Problem};
-use crate::error::ApiError;
-use crate::service::{JobWithImages, Service};
+use crate::dialect::{Dialect, DialectError};
+use crate::error::{ApiError, PublicError};
+use crate::extract::{Caller, JsonBody};
+use crate::service::{JobWithImages, Service, Submission};
+
+/// The serverless API's errors: `{"error": "..."}` (400 for any bad input), and while a model
+/// has no live worker, `503 {"error": "Model … is currently loading", "estimated_time": s}`.
+pub struct HfServerless;
+
+impl Dialect for HfServerless {
+    const NAME: &'static str = "hf-serverless";
+
+    fn field_name(canonical: &str) -> Cow<'static, str> {
+        match canonical {
+            "prompt" => "inputs".into(),
+            "steps" => "parameters.num_inference_steps".into(),
+            "sampler" => "parameters.scheduler".into(),
+            "guidance_scale" | "negative_prompt" | "seed" | "width" | "height" => format!("parameters.{canonical}").into(),
+            other => other.to_string().into(),
+        }
+    }
+
+    fn render(e: PublicError<'_>) -> Response {
+        let status = if e.error.is_bad_input() { StatusCode::BAD_REQUEST } else { e.status };
+        let body = match e.error {
+            ApiError::ModelLoading { estimated, .. } => json!({ "error": e.message, "estimated_time": estimated.as_secs_f64() }),
+            _ => json!({ "error": e.message }),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer<T> = Result<T, DialectError<HfServerless>>;
 
 const DEFAULT_STEPS: u32 = 20;
 const DEFAULT_SAMPLER: &str = "Euler a";
 /// What a 503 says a loading model needs: a worker's start-up, roughly.
-const ESTIMATED_LOAD_SECS: f64 = 20.0;
+const ESTIMATED_LOAD: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub fn router() -> Router<Arc<Service>> {
     Router::new().route("/models/{*model_id}", post(generate))
@@ -82,52 +111,34 @@ struct Options {
     wait_for_model: Option<bool>,
 }
 
-/// What the handler answers: the image, or an error with its body.
-enum Failure {
-    Plain(Problem),
-    Loading { model: String },
-}
-
-impl From<Problem> for Failure {
-    fn from(p: Problem) -> Self {
-        Failure::Plain(p)
-    }
-}
-
-async fn generate(State(service): State<Arc<Service>>, Path(model): Path<String>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    match handle(&service, model, &headers, body).await {
-        Ok(r) => r,
-        Err(Failure::Plain(p)) => (p.status, Json(json!({ "error": p.message }))).into_response(),
-        Err(Failure::Loading { model }) => {
-            let body = json!({ "error": format!("Model {model} is currently loading"), "estimated_time": ESTIMATED_LOAD_SECS });
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
-    }
-}
-
-async fn handle(service: &Arc<Service>, model: String, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, Failure> {
-    let tenant = common::authenticate(service, headers).await.map_err(problem)?;
-    let body: Body = common::read_json(service, body).map_err(problem)?;
-    let format = accepted_format(headers)?;
-    let id = common::resolve_alias(service, &model);
-    let catalog = service.models().await.map_err(problem)?;
-    let Some(info) = catalog.into_iter().find(|m| m.id == id) else {
-        return Err(Problem { status: StatusCode::NOT_FOUND, message: format!("Model {model} does not exist"), field: None }.into());
+async fn generate(
+    State(service): State<Arc<Service>>,
+    caller: Caller<HfServerless>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body, _): JsonBody<Body, HfServerless>,
+) -> Answer<Response> {
+    let format = accepted_format(&headers)?;
+    let id = service.resolve_alias(&model);
+    let catalog = service.catalog().await?;
+    let Some(info) = catalog.iter().find(|m| m.id == id) else {
+        return Err(ApiError::NotFound(format!("Model {model} does not exist")).into());
     };
-    let use_cache = flag(headers, "x-use-cache")?.or(body.options.use_cache).unwrap_or(true);
-    let wait = flag(headers, "x-wait-for-model")?.or(body.options.wait_for_model).unwrap_or(false);
+    let use_cache = flag(&headers, "x-use-cache")?.or(body.options.use_cache).unwrap_or(true);
+    let wait = flag(&headers, "x-wait-for-model")?.or(body.options.wait_for_model).unwrap_or(false);
     let request = translate(id, &info.family, body.inputs, body.parameters, format);
     let key = cache_key(&request);
 
     if use_cache {
-        if let Some(done) = service.cached(tenant.id, &key).await.map_err(problem)? {
+        if let Some(done) = service.cached(caller.tenant.id, &key).await? {
             return image_response(done, "cache");
         }
     }
     if info.live_workers == 0 && !wait {
-        return Err(Failure::Loading { model });
+        return Err(ApiError::ModelLoading { model, estimated: ESTIMATED_LOAD }.into());
     }
-    let done = common::run_keyed(service, tenant.id, request, Some(&key)).await.map_err(|e| Problem::from_run(e, rename))?;
+    let submission = Submission { request, cache_key: Some(key) };
+    let done = service.run_to_end(caller.tenant.id, submission, &catalog, service.settings().max_wait).await?.succeeded()?;
     image_response(done, "darkroom")
 }
 
@@ -151,16 +162,16 @@ fn translate(model: String, family: &str, inputs: String, p: Params, format: Out
 }
 
 /// The first image's bytes with its Content-Type and HF's `x-compute-*` headers.
-fn image_response(done: JobWithImages, compute_type: &'static str) -> Result<Response, Failure> {
+fn image_response(done: JobWithImages, compute_type: &'static str) -> Answer<Response> {
+    let secs = if compute_type == "cache" { 0.0 } else { done.elapsed_secs() };
     let Some((meta, bytes)) = done.images.into_iter().next() else {
-        return Err(problem(ApiError::Internal("a succeeded job without images".into())));
+        return Err(ApiError::Internal("a succeeded job without images".into()).into());
     };
     let content_type = OutputFormat::parse(&meta.format).map(OutputFormat::content_type).unwrap_or("application/octet-stream");
     let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
     let h = response.headers_mut();
     h.insert("x-compute-type", HeaderValue::from_static(compute_type));
     h.insert("x-compute-images", HeaderValue::from_static("1"));
-    let secs = if compute_type == "cache" { 0.0 } else { common::elapsed_secs(&done.job) };
     for (name, value) in [("x-compute-time", format!("{secs:.3}")), ("x-darkroom-job", done.job.id.to_string()), ("x-darkroom-seed", meta.seed.to_string())] {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
@@ -171,7 +182,7 @@ fn image_response(done: JobWithImages, compute_type: &'static str) -> Result<Res
 
 /// The image format `Accept` asks for: the first of PNG, JPEG, WebP it names (by order, not
 /// by q-value); JPEG for none, `*/*` or `image/*`; a 406 when it names only others.
-fn accepted_format(headers: &HeaderMap) -> Result<OutputFormat, Problem> {
+fn accepted_format(headers: &HeaderMap) -> Result<OutputFormat, ApiError> {
     let values: Vec<&str> = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
     if values.is_empty() {
         return Ok(OutputFormat::Jpeg);
@@ -189,34 +200,18 @@ fn accepted_format(headers: &HeaderMap) -> Result<OutputFormat, Problem> {
     if wildcard {
         Ok(OutputFormat::Jpeg)
     } else {
-        Err(Problem { status: StatusCode::NOT_ACCEPTABLE, message: "Accept must allow image/png, image/jpeg or image/webp".into(), field: None })
+        Err(ApiError::NotAcceptable("Accept must allow image/png, image/jpeg or image/webp".into()))
     }
 }
 
 /// A boolean header (`true`/`false`/`1`/`0`, any case); absent is `None`.
-fn flag(headers: &HeaderMap, name: &str) -> Result<Option<bool>, Problem> {
+fn flag(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, ApiError> {
     let Some(value) = headers.get(name) else { return Ok(None) };
     match value.to_str().unwrap_or("").trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(Some(true)),
         "false" | "0" | "no" => Ok(Some(false)),
-        other => Err(Problem::bad_request(name, format!("{name} must be true or false; got {other:?}"))),
+        other => Err(ApiError::Parameter { field: name.into(), message: format!("{name} must be true or false; got {other:?}") }),
     }
-}
-
-fn problem(e: ApiError) -> Failure {
-    Failure::Plain(Problem::from_api(e, rename))
-}
-
-/// Canonical field names as this API calls them.
-fn rename(field: &str) -> String {
-    match field {
-        "prompt" => "inputs",
-        "steps" => "parameters.num_inference_steps",
-        "sampler" => "parameters.scheduler",
-        "guidance_scale" | "negative_prompt" | "seed" | "width" | "height" => return format!("parameters.{field}"),
-        other => other,
-    }
-    .to_string()
 }
 
 #[cfg(test)]

@@ -4,13 +4,12 @@
 //! (`--model-alias SD1.5=sd15`). Fields we cannot honour yet (ControlNet, LoRAs, style presets,
 //! the SDXL refiner, a second prompt that differs from the first) are refused with a 400 naming
 //! them, never ignored. Errors: `{"object": "error", "message", "type", "param", "code"}`.
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -19,9 +18,40 @@ use darkroom_shared::request::{GenerationRequest, OutputFormat};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::common::{self, Problem};
-use crate::error::ApiError;
+use crate::dialect::{Dialect, DialectError};
+use crate::error::{ApiError, PublicError};
+use crate::extract::{Caller, JsonBody};
 use crate::service::Service;
+
+/// Hyperbolic's (OpenAI-like) error object, 400 for any bad input.
+pub struct Hyperbolic;
+
+impl Dialect for Hyperbolic {
+    const NAME: &'static str = "hyperbolic";
+
+    fn field_name(canonical: &str) -> Cow<'static, str> {
+        match canonical {
+            "model" => "model_name",
+            "guidance_scale" => "cfg_scale",
+            "init_image" => "image",
+            other => return Cow::Owned(other.to_string()),
+        }
+        .into()
+    }
+
+    fn render(e: PublicError<'_>) -> Response {
+        let status = if e.error.is_bad_input() { StatusCode::BAD_REQUEST } else { e.status };
+        let (kind, code): (&str, Value) = match status {
+            StatusCode::UNAUTHORIZED => ("authentication_error", json!("invalid_api_key")),
+            s if s.is_client_error() => ("invalid_request_error", json!(status.as_u16())),
+            _ => ("server_error", json!(status.as_u16())),
+        };
+        let body = json!({"object": "error", "message": e.message, "type": kind, "param": e.field, "code": code});
+        (status, Json(body)).into_response()
+    }
+}
+
+type Answer<T> = Result<T, DialectError<Hyperbolic>>;
 
 /// Hyperbolic's documented defaults.
 const DEFAULT_STEPS: u32 = 30;
@@ -64,37 +94,30 @@ struct Generated {
 }
 
 #[derive(Serialize)]
-struct Answer {
+struct Generation {
     images: Vec<Generated>,
     inference_time: f64,
 }
 
-async fn generate(State(service): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
-    match handle(&service, &headers, body).await {
-        Ok(answer) => Json(answer).into_response(),
-        Err(p) => error_response(p),
-    }
-}
-
-async fn handle(service: &Arc<Service>, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Answer, Problem> {
-    let tenant = common::authenticate(service, headers).await.map_err(problem)?;
-    let body: Body = common::read_json(service, body).map_err(problem)?;
-    let request = translate(service, body)?;
-    let done = common::run(service, tenant.id, request).await.map_err(|e| Problem::from_run(e, rename))?;
+async fn generate(State(service): State<Arc<Service>>, caller: Caller<Hyperbolic>, JsonBody(body, _): JsonBody<Body, Hyperbolic>) -> Answer<Json<Generation>> {
+    let request = translate(&service, body)?;
+    let catalog = service.catalog().await?;
+    let done = service.run_to_end(caller.tenant.id, request.into(), &catalog, service.settings().max_wait).await?.succeeded()?;
     let images = done
         .images
         .iter()
         .map(|(meta, bytes)| Generated { image: base64::engine::general_purpose::STANDARD.encode(bytes), index: meta.idx, random_seed: meta.seed })
         .collect();
-    Ok(Answer { images, inference_time: common::elapsed_secs(&done.job) })
+    Ok(Json(Generation { images, inference_time: done.elapsed_secs() }))
 }
 
 /// The canonical request, or a 400 naming the first field we cannot honour.
-fn translate(service: &Service, b: Body) -> Result<GenerationRequest, Problem> {
-    let unsupported = |field: &str, what: &str| Err(Problem::bad_request(field, format!("{field} is not supported by this server: {what}")));
+fn translate(service: &Service, b: Body) -> Result<GenerationRequest, ApiError> {
+    let unsupported =
+        |field: &'static str, what: &str| Err(ApiError::Parameter { field: field.into(), message: format!("{field} is not supported by this server: {what}") });
     if let Some(backend) = &b.backend {
         if !["auto", "tvm", "torch"].contains(&backend.as_str()) {
-            return Err(Problem::bad_request("backend", format!("backend must be one of auto, tvm, torch; got {backend:?}")));
+            return Err(ApiError::Parameter { field: "backend".into(), message: format!("backend must be one of auto, tvm, torch; got {backend:?}") });
         }
     }
     if b.controlnet_name.as_deref().is_some_and(|s| !s.is_empty()) {
@@ -118,7 +141,7 @@ fn translate(service: &Service, b: Body) -> Result<GenerationRequest, Problem> {
     if !same_or_absent(&b.negative_prompt_2, b.negative_prompt.as_ref()) {
         return unsupported("negative_prompt_2", "a second negative prompt that differs from negative_prompt");
     }
-    let mut r = GenerationRequest::new(common::resolve_alias(service, &b.model_name), b.prompt);
+    let mut r = GenerationRequest::new(service.resolve_alias(&b.model_name), b.prompt);
     r.negative_prompt = b.negative_prompt;
     r.width = b.width;
     r.height = b.height;
@@ -140,30 +163,4 @@ fn same_or_absent(second: &Option<String>, first: Option<&String>) -> bool {
         None | Some("") => true,
         Some(s) => first.is_some_and(|f| f == s),
     }
-}
-
-fn problem(e: ApiError) -> Problem {
-    Problem::from_api(e, rename)
-}
-
-/// Canonical field names as Hyperbolic calls them.
-fn rename(field: &str) -> String {
-    match field {
-        "model" => "model_name",
-        "guidance_scale" => "cfg_scale",
-        "init_image" => "image",
-        other => other,
-    }
-    .to_string()
-}
-
-/// Hyperbolic's (OpenAI-like) error object.
-fn error_response(p: Problem) -> Response {
-    let (kind, code): (&str, Value) = match p.status {
-        StatusCode::UNAUTHORIZED => ("authentication_error", json!("invalid_api_key")),
-        s if s.is_client_error() => ("invalid_request_error", json!(p.status.as_u16())),
-        _ => ("server_error", json!(p.status.as_u16())),
-    };
-    let body = json!({"object": "error", "message": p.message, "type": kind, "param": p.field, "code": code});
-    (p.status, Json(body)).into_response()
 }

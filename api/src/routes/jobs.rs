@@ -15,10 +15,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::view::{content_type, job_url, JobList, JobView};
-use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::json::ApiJson;
-use crate::service::Service;
+use crate::extract::{Caller, JsonBody};
+use crate::service::{Outcome, Service, Wait};
 
 /// Page sizes of `GET /v1/jobs`.
 const DEFAULT_LIMIT: usize = 20;
@@ -38,20 +37,16 @@ async fn create(
     State(service): State<Arc<Service>>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(request): ApiJson<GenerationRequest>,
+    JsonBody(request, _): JsonBody<GenerationRequest>,
 ) -> Result<Response, ApiError> {
-    let wait = preferred_wait(&headers, service.settings().max_wait);
-    let tenant = caller.tenant.id;
-    let mut job = service.submit(tenant, request).await?;
-    if let Some(wait) = wait {
-        job = service.wait_for(tenant, job.id, wait).await?;
-        if job.status.is_terminal() {
-            return Ok(Json(JobView::from(service.with_images(job).await?)).into_response());
-        }
-    }
-    let id = job.id;
-    let view = JobView::from(service.details(job).await?);
-    let mut response = (StatusCode::ACCEPTED, Json(view)).into_response();
+    let wait = preferred_wait(&headers).unwrap_or(Duration::ZERO);
+    let catalog = service.catalog().await?;
+    let details = match service.submit_and_wait(caller.tenant.id, request.into(), &catalog, Wait::UpTo(wait)).await? {
+        Outcome::Done(done) => return Ok(Json(JobView::from(done)).into_response()),
+        Outcome::Pending(details) => details,
+    };
+    let id = details.job.id;
+    let mut response = (StatusCode::ACCEPTED, Json(JobView::from(details))).into_response();
     if let Ok(location) = HeaderValue::from_str(&job_url(id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -92,12 +87,12 @@ async fn list(State(service): State<Arc<Service>>, caller: Caller, params: Resul
             .parse()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::Parameter { field: "limit", message: format!("limit must be an integer from 1 to {MAX_LIMIT}; got {raw:?}") })?,
+            .ok_or_else(|| ApiError::Parameter { field: "limit".into(), message: format!("limit must be an integer from 1 to {MAX_LIMIT}; got {raw:?}") })?,
     };
     let before = match params.before.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(raw.parse::<Uuid>().map_err(|_| ApiError::Parameter {
-            field: "before",
+            field: "before".into(),
             message: format!("before must be a job id (the `next` of the previous page); got {raw:?}"),
         })?),
     };
@@ -126,9 +121,10 @@ impl<S: Send + Sync> FromRequestParts<S> for JobRef {
     }
 }
 
-/// The wait a request asks for with `Prefer: wait` (the longest allowed) or `Prefer: wait=N`
-/// (seconds, capped at `max`), as in RFC 7240. Absent, zero or unreadable: no wait.
-fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
+/// The wait a request asks for with `Prefer: wait` (the longest allowed, `Duration::MAX` here;
+/// the service caps it at `--max-wait-secs`) or `Prefer: wait=N` (seconds), as in RFC 7240.
+/// Absent, zero or unreadable: no wait.
+fn preferred_wait(headers: &HeaderMap) -> Option<Duration> {
     let prefs = headers.get_all("prefer").into_iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
     for pref in prefs {
         let pref = pref.split(';').next().unwrap_or("").trim();
@@ -140,8 +136,8 @@ fn preferred_wait(headers: &HeaderMap, max: Duration) -> Option<Duration> {
             continue;
         }
         return match value {
-            None => Some(max),
-            Some(v) => v.parse::<u64>().ok().filter(|&n| n > 0).map(|n| Duration::from_secs(n).min(max)),
+            None => Some(Duration::MAX),
+            Some(v) => v.parse::<u64>().ok().filter(|&n| n > 0).map(Duration::from_secs),
         };
     }
     None
@@ -156,7 +152,7 @@ mod tests {
         for v in values {
             h.append("prefer", HeaderValue::from_str(v).unwrap());
         }
-        preferred_wait(&h, Duration::from_secs(300)).map(|d| d.as_secs())
+        preferred_wait(&h).map(|d| d.min(Duration::from_secs(300)).as_secs())
     }
 
     #[test]

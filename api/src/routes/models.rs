@@ -6,8 +6,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::Caller;
 use crate::service::Service;
 
 pub fn router() -> Router<Arc<Service>> {
@@ -31,7 +31,7 @@ struct ModelList {
 
 async fn list(State(service): State<Arc<Service>>, _caller: Caller) -> Result<Json<ModelList>, ApiError> {
     let data = service
-        .models()
+        .catalog()
         .await?
         .into_iter()
         .map(|m| ModelView { id: m.id, family: m.family, native_size: m.native_size, img2img: m.img2img, live_workers: m.live_workers })

@@ -31,6 +31,25 @@ pub enum StoreError {
     NotFound(String),
 }
 
+impl StoreError {
+    /// Whether Postgres could not be reached or dropped the connection under the query (a
+    /// restart, a failover, a full pool): worth retrying, unlike a fault in the query itself.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => true,
+                // A connection cut mid-message surfaces as a protocol error.
+                sqlx::Error::Protocol(_) => true,
+                // Class 08: connection exceptions; 57P01-57P03: administrator, crash, or
+                // cannot-connect-now shutdowns; 53300: too many connections.
+                sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("08") || matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
 /// The migrations in `migrations/`, embedded in both binaries.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 

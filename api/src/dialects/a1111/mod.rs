@@ -4,32 +4,31 @@
 //! `skip` scoped to the caller's own jobs. Auth: HTTP Basic with the API token as the password
 //! (or Bearer). Handlers authenticate, translate (`translate`), call `Service`, shape the answer.
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use darkroom_shared::job::{Job, JobStatus};
 use darkroom_shared::request::OutputFormat;
 use darkroom_shared::sampler::Sampler;
-use darkroom_shared::store::Tenant;
+use darkroom_shared::store::ModelInfo;
+use darkroom_shared::validate::ValidationError;
 use serde_json::{json, Map, Value};
 
-use crate::auth::presented_token;
-use crate::service::{JobWithImages, Service};
+use crate::error::ApiError;
+use crate::extract::{Caller, JsonBody};
+use crate::service::Service;
 
 mod errors;
 mod models;
 mod translate;
 
-use errors::A1111Error;
+use errors::Answer;
+pub use errors::A1111;
 use models::{Progress, ProgressState, SamplerItem, SchedulerItem, SdModel};
-
-type Answer<T> = Result<T, A1111Error>;
 
 /// The option key holding the tenant's checkpoint.
 const CHECKPOINT: &str = "sd_model_checkpoint";
@@ -53,66 +52,36 @@ pub fn router() -> Router<Arc<Service>> {
         .route("/sdapi/v1/{*rest}", get(not_found).post(not_found))
 }
 
-/// The caller's tenant; any failure is A1111's 401.
-async fn tenant(service: &Service, headers: &HeaderMap) -> Answer<Tenant> {
-    let token = presented_token(headers).map_err(|_| A1111Error::Unauthorized)?;
-    service.tenant_for_token(&token).await?.ok_or(A1111Error::Unauthorized)
+async fn txt2img(State(s): State<Arc<Service>>, caller: Caller<A1111>, JsonBody(body, _): JsonBody<Value, A1111>) -> Answer<Response> {
+    generate(&s, caller, body, false).await
 }
 
-fn body_bytes(service: &Service, body: Result<Bytes, BytesRejection>) -> Answer<Bytes> {
-    body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => crate::error::ApiError::PayloadTooLarge { limit: service.settings().max_body_bytes }.into(),
-        _ => A1111Error::invalid("", r.body_text()),
-    })
-}
-
-async fn txt2img(State(s): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer<Response> {
-    generate(&s, &headers, body, false).await
-}
-
-async fn img2img(State(s): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer<Response> {
-    generate(&s, &headers, body, true).await
+async fn img2img(State(s): State<Arc<Service>>, caller: Caller<A1111>, JsonBody(body, _): JsonBody<Value, A1111>) -> Answer<Response> {
+    generate(&s, caller, body, true).await
 }
 
 /// Translate, submit, block until the job ends, answer `{images, parameters, info}`. An
 /// interrupted (canceled) job answers 200 with no images, as A1111 does; a failed one 500.
-async fn generate(service: &Arc<Service>, headers: &HeaderMap, body: Result<Bytes, BytesRejection>, img2img: bool) -> Answer<Response> {
-    let tenant = tenant(service, headers).await?;
-    let bytes = body_bytes(service, body)?;
+async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img: bool) -> Answer<Response> {
+    let tenant = caller.tenant.id;
     let defaults = if img2img { models::img2img_defaults() } else { models::txt2img_defaults() };
-    let (merged, fields) = translate::read_body(&bytes, defaults)?;
+    let (merged, fields) = translate::read_body(body, defaults)?;
     let overrides = fields.override_settings.clone().unwrap_or_default();
-    let options = tenant_options(service, tenant.id).await?;
-    let model = checkpoint(service, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT)).await?;
+    let options = tenant_options(service, tenant).await?;
+    let catalog = service.catalog().await?;
+    let model = checkpoint(service, &catalog, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT))?;
     let format = samples_format(overrides.get(SAMPLES_FORMAT).or(options.get(SAMPLES_FORMAT)))?;
     let t = translate::translate(merged, &fields, model, format, img2img)?;
-    let done = run(service, tenant.id, t.request.clone()).await?;
+    let done = service.run_to_end(tenant, t.request.clone().into(), &catalog, LONGEST_RUN).await?;
     if done.job.status == JobStatus::Failed {
         let message = done.job.error.clone().unwrap_or_else(|| "generation failed".into());
-        return Err(A1111Error::Exception { status: StatusCode::INTERNAL_SERVER_ERROR, class: "RuntimeError", message });
+        return Err(ApiError::JobFailed { status: done.job.status, message }.into());
     }
     Ok(Json(translate::response(&done, &t)).into_response())
 }
 
-/// Submit and wait until the job ends (waits are capped by the service; keep waiting).
-async fn run(service: &Arc<Service>, tenant: uuid::Uuid, request: darkroom_shared::request::GenerationRequest) -> Answer<JobWithImages> {
-    let job = service.submit(tenant, request).await?;
-    let start = Instant::now();
-    loop {
-        let asked = Instant::now();
-        let job = service.wait_for(tenant, job.id, service.settings().max_wait).await?;
-        if job.status.is_terminal() {
-            return Ok(service.with_images(job).await?);
-        }
-        // An early return without an end means the server is shutting down.
-        if asked.elapsed() + Duration::from_secs(1) < service.settings().max_wait || start.elapsed() > LONGEST_RUN {
-            return Err(A1111Error::http(StatusCode::SERVICE_UNAVAILABLE, format!("job {} did not finish; see /v1/jobs/{}", job.id, job.id)));
-        }
-    }
-}
-
 /// The tenant's stored options.
-async fn tenant_options(service: &Service, tenant: uuid::Uuid) -> Answer<Map<String, Value>> {
+async fn tenant_options(service: &Service, tenant: uuid::Uuid) -> Result<Map<String, Value>, ApiError> {
     Ok(service.tenant_settings(tenant).await?.into_iter().collect())
 }
 
@@ -124,12 +93,11 @@ fn names(id: &str, name: &str) -> bool {
 }
 
 /// The catalog model a checkpoint name stands for; unset (or stale when not `explicit`): the
-/// configured default model, else the catalog's first (an empty catalog is a 503). An explicit unknown name is A1111's
-/// `RuntimeError("model '…' not found")`.
-async fn checkpoint(service: &Service, wanted: Option<&Value>, explicit: bool) -> Answer<String> {
-    let catalog = service.models().await?;
+/// configured default model, else the catalog's first (an empty catalog is a 503). An explicit
+/// unknown name is A1111's `RuntimeError("model '…' not found")`.
+fn checkpoint(service: &Service, catalog: &[ModelInfo], wanted: Option<&Value>, explicit: bool) -> Result<String, ApiError> {
     if catalog.is_empty() {
-        return Err(A1111Error::http(StatusCode::SERVICE_UNAVAILABLE, "No checkpoints found: no worker has registered a model yet"));
+        return Err(ApiError::NoModels);
     }
     let wanted = wanted.and_then(Value::as_str).filter(|s| !s.is_empty());
     if let Some(name) = wanted {
@@ -137,7 +105,7 @@ async fn checkpoint(service: &Service, wanted: Option<&Value>, explicit: bool) -
             return Ok(m.id.clone());
         }
         if explicit {
-            return Err(A1111Error::Exception { status: StatusCode::BAD_REQUEST, class: "RuntimeError", message: format!("model '{name}' not found") });
+            return Err(ValidationError::UnknownModel { name: name.to_string(), known: catalog.iter().map(|m| m.id.clone()).collect() }.into());
         }
     }
     let default = service.settings().default_model.clone().filter(|d| catalog.iter().any(|m| &m.id == d));
@@ -145,25 +113,24 @@ async fn checkpoint(service: &Service, wanted: Option<&Value>, explicit: bool) -
 }
 
 /// `samples_format` as an output format (png when unset).
-fn samples_format(value: Option<&Value>) -> Answer<OutputFormat> {
+fn samples_format(value: Option<&Value>) -> Result<OutputFormat, ApiError> {
     match value.and_then(Value::as_str) {
         None => Ok(OutputFormat::Png),
-        Some(f) => OutputFormat::parse(f).ok_or_else(|| A1111Error::invalid(SAMPLES_FORMAT, format!("samples_format must be png, jpg or webp; got {f:?}"))),
+        Some(f) => OutputFormat::parse(f)
+            .ok_or_else(|| ApiError::Parameter { field: SAMPLES_FORMAT.into(), message: format!("samples_format must be png, jpg or webp; got {f:?}") }),
     }
 }
 
-async fn sd_models(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SdModel>>> {
-    tenant(&service, &headers).await?;
-    let models = service.models().await?;
+async fn sd_models(State(service): State<Arc<Service>>, _caller: Caller<A1111>) -> Answer<Json<Vec<SdModel>>> {
+    let models = service.catalog().await?;
     Ok(Json(
         models.into_iter().map(|m| SdModel { title: m.id.clone(), model_name: m.id.clone(), hash: None, sha256: None, filename: m.id, config: None }).collect(),
     ))
 }
 
 /// A1111's defaults for the options we report, overlaid with the tenant's own.
-async fn get_options(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Map<String, Value>>> {
-    let tenant = tenant(&service, &headers).await?;
-    let stored = tenant_options(&service, tenant.id).await?;
+async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Map<String, Value>>> {
+    let stored = tenant_options(&service, caller.tenant.id).await?;
     let mut options: Map<String, Value> = match json!({
         "samples_format": "png", "sd_checkpoint_hash": null, "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1,
         "eta_noise_seed_delta": 0, "enable_pnginfo": true, "samples_save": true, "jpeg_quality": 80
@@ -171,7 +138,7 @@ async fn get_options(State(service): State<Arc<Service>>, headers: HeaderMap) ->
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let current = checkpoint(&service, stored.get(CHECKPOINT), false).await?;
+    let current = checkpoint(&service, &service.catalog().await?, stored.get(CHECKPOINT), false)?;
     options.extend(stored);
     options.insert(CHECKPOINT.into(), Value::String(current));
     Ok(Json(options))
@@ -179,14 +146,16 @@ async fn get_options(State(service): State<Arc<Service>>, headers: HeaderMap) ->
 
 /// Set options for the caller's tenant only. The checkpoint must name a catalog model (stored
 /// as its title); `samples_format` must be one we encode; other options are kept as given.
-async fn set_options(State(service): State<Arc<Service>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer<Json<Value>> {
-    let tenant = tenant(&service, &headers).await?;
-    let bytes = body_bytes(&service, body)?;
-    let options: Map<String, Value> = crate::json::parse(&bytes)?;
+async fn set_options(
+    State(service): State<Arc<Service>>,
+    caller: Caller<A1111>,
+    JsonBody(options, _): JsonBody<Map<String, Value>, A1111>,
+) -> Answer<Json<Value>> {
+    let catalog = service.catalog().await?;
     let mut updates: Vec<(String, Value)> = Vec::new();
     for (key, value) in options {
         let value = match key.as_str() {
-            CHECKPOINT => Value::String(checkpoint(&service, Some(&value), true).await?),
+            CHECKPOINT => Value::String(checkpoint(&service, &catalog, Some(&value), true)?),
             SAMPLES_FORMAT => {
                 samples_format(Some(&value))?;
                 value
@@ -195,12 +164,11 @@ async fn set_options(State(service): State<Arc<Service>>, headers: HeaderMap, bo
         };
         updates.push((key, value));
     }
-    service.set_tenant_settings(tenant.id, &updates).await?;
+    service.set_tenant_settings(caller.tenant.id, &updates).await?;
     Ok(Json(Value::Null))
 }
 
-async fn samplers(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SamplerItem>>> {
-    tenant(&service, &headers).await?;
+async fn samplers(_caller: Caller<A1111>) -> Answer<Json<Vec<SamplerItem>>> {
     let items = Sampler::names()
         .into_iter()
         .filter_map(|n| n.parse::<Sampler>().ok())
@@ -210,8 +178,7 @@ async fn samplers(State(service): State<Arc<Service>>, headers: HeaderMap) -> An
     Ok(Json(items))
 }
 
-async fn schedulers(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Vec<SchedulerItem>>> {
-    tenant(&service, &headers).await?;
+async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> {
     Ok(Json(vec![
         SchedulerItem { name: "automatic", label: "Automatic", aliases: None, default_rho: -1.0, need_inner_model: false },
         SchedulerItem { name: "karras", label: "Karras", aliases: None, default_rho: 7.0, need_inner_model: false },
@@ -220,9 +187,8 @@ async fn schedulers(State(service): State<Arc<Service>>, headers: HeaderMap) -> 
 
 /// The caller's current job (the oldest running one, else the oldest queued), as A1111's
 /// global `progress`: another tenant's work is never visible.
-async fn progress(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Progress>> {
-    let tenant = tenant(&service, &headers).await?;
-    let jobs = service.unfinished(tenant.id).await?;
+async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Progress>> {
+    let jobs = service.unfinished(caller.tenant.id).await?;
     let current: Option<&Job> = jobs.iter().find(|j| j.status == JobStatus::Running).or(jobs.first());
     let (step, total) = current.map(|j| (i64::from(j.progress_step), i64::from(j.progress_total))).unwrap_or((0, 0));
     let fraction = if total > 0 { step as f64 / total as f64 } else { 0.0 };
@@ -245,15 +211,13 @@ async fn progress(State(service): State<Arc<Service>>, headers: HeaderMap) -> An
 
 /// Stop the caller's running jobs at their next step (queued jobs are left to run, as A1111's
 /// interrupt only stops the current generation). `skip` is the same: a job is one generation.
-async fn interrupt(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Value>> {
-    let tenant = tenant(&service, &headers).await?;
-    service.interrupt_running(tenant.id).await?;
+async fn interrupt(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Value>> {
+    service.interrupt_running(caller.tenant.id).await?;
     Ok(Json(json!({})))
 }
 
 /// No scripts are installed (clients such as webuiapi probe this for extensions).
-async fn scripts(State(service): State<Arc<Service>>, headers: HeaderMap) -> Answer<Json<Value>> {
-    tenant(&service, &headers).await?;
+async fn scripts(_caller: Caller<A1111>) -> Answer<Json<Value>> {
     Ok(Json(json!({"txt2img": [], "img2img": []})))
 }
 

@@ -1,15 +1,14 @@
 //! A1111 requests into the canonical request, and finished jobs back into A1111's answer.
-use axum::http::StatusCode;
 use base64::Engine as _;
 use darkroom_shared::infotext::Infotext;
 use darkroom_shared::job::JobStatus;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
 use darkroom_shared::sampler::Sampler;
-use darkroom_shared::validate::MAX_NUM_IMAGES;
+use darkroom_shared::validate::{ValidationError, MAX_NUM_IMAGES};
 use serde_json::{json, Map, Value};
 
-use super::errors::A1111Error;
 use super::models::{Fields, GenerateResponse};
+use crate::error::ApiError;
 use crate::service::JobWithImages;
 
 /// A translated txt2img/img2img request and what the answer needs besides the job.
@@ -26,20 +25,24 @@ pub struct Translated {
 
 /// Read the fields we act on (errors name the body's field and position), and merge the body
 /// over `defaults` for the echo.
-pub fn read_body(bytes: &[u8], mut defaults: Map<String, Value>) -> Result<(Map<String, Value>, Fields), A1111Error> {
-    let body: Value = crate::json::parse(bytes)?;
+pub fn read_body(body: Value, mut defaults: Map<String, Value>) -> Result<(Map<String, Value>, Fields), ApiError> {
+    let fields: Fields = crate::json::from_value(&body)?;
     let Value::Object(body) = body else {
-        return Err(A1111Error::Invalid { field: String::new(), msg: "the body must be a JSON object".into(), kind: "dict_type" });
+        return Err(ApiError::Shape { field: None, message: "the body must be a JSON object".into() });
     };
-    let fields: Fields = crate::json::parse(bytes)?;
     defaults.extend(body);
     Ok((defaults, fields))
 }
 
+/// A value of a field of A1111's that we refuse, named as A1111 names it.
+fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::Parameter { field: field.into(), message: message.into() }
+}
+
 /// Fields that change the result and that we do not implement: refused, naming the field,
 /// rather than silently ignored.
-fn refuse_unsupported(f: &Fields) -> Result<(), A1111Error> {
-    let unsupported = |field: &str, what: &str| Err(A1111Error::invalid(field, format!("{field}: {what} is not supported by this server")));
+fn refuse_unsupported(f: &Fields) -> Result<(), ApiError> {
+    let unsupported = |field: &'static str, what: &str| Err(invalid(field, format!("{field}: {what} is not supported by this server")));
     if f.enable_hr == Some(true) {
         return unsupported("enable_hr", "hires fix");
     }
@@ -75,36 +78,36 @@ fn refuse_unsupported(f: &Fields) -> Result<(), A1111Error> {
 
 /// The sampler: `sampler_name` or `sampler_index` (A1111 names, legacy " Karras" names too),
 /// then the `scheduler` field. A name we do not know is A1111's 400 "Sampler not found".
-pub fn sampler(f: &Fields) -> Result<Sampler, A1111Error> {
+pub fn sampler(f: &Fields) -> Result<Sampler, ApiError> {
     let name = f.sampler_name.as_deref().filter(|s| !s.is_empty()).or(f.sampler_index.as_deref().filter(|s| !s.is_empty())).unwrap_or("Euler");
-    let sampler: Sampler = name.parse().map_err(|_| A1111Error::http(StatusCode::BAD_REQUEST, "Sampler not found"))?;
+    let sampler: Sampler = name.parse().map_err(|_| ValidationError::UnknownSampler { name: name.to_string(), valid: Sampler::names() })?;
     match f.scheduler.as_deref().filter(|s| !s.is_empty()) {
         None => Ok(sampler),
-        Some(s) => sampler.with_scheduler(s).map_err(|e| A1111Error::invalid("scheduler", e.to_string())),
+        Some(s) => sampler.with_scheduler(s).map_err(|e| invalid("scheduler", e.to_string())),
     }
 }
 
-fn non_negative(field: &str, v: Option<i64>, default: i64) -> Result<u32, A1111Error> {
+fn non_negative(field: &'static str, v: Option<i64>, default: i64) -> Result<u32, ApiError> {
     let v = v.unwrap_or(default);
-    u32::try_from(v).map_err(|_| A1111Error::invalid(field, format!("{field} must be a non-negative integer; got {v}")))
+    u32::try_from(v).map_err(|_| invalid(field, format!("{field} must be a non-negative integer; got {v}")))
 }
 
 /// Translate; `model` is the checkpoint already resolved, `format` the tenant's `samples_format`.
-pub fn translate(mut merged: Map<String, Value>, f: &Fields, model: String, format: OutputFormat, img2img: bool) -> Result<Translated, A1111Error> {
+pub fn translate(mut merged: Map<String, Value>, f: &Fields, model: String, format: OutputFormat, img2img: bool) -> Result<Translated, ApiError> {
     refuse_unsupported(f)?;
     let sampler = sampler(f)?;
     let batch_size = non_negative("batch_size", f.batch_size, 1)?;
     let n_iter = non_negative("n_iter", f.n_iter, 1)?;
     if batch_size == 0 || n_iter == 0 {
-        return Err(A1111Error::invalid(if batch_size == 0 { "batch_size" } else { "n_iter" }, "batch_size and n_iter must be at least 1"));
+        return Err(invalid(if batch_size == 0 { "batch_size" } else { "n_iter" }, "batch_size and n_iter must be at least 1"));
     }
     let total = batch_size.saturating_mul(n_iter);
     if total > MAX_NUM_IMAGES {
-        return Err(A1111Error::invalid("batch_size", format!("batch_size × n_iter must be at most {MAX_NUM_IMAGES}; got {batch_size} × {n_iter} = {total}")));
+        return Err(invalid("batch_size", format!("batch_size × n_iter must be at most {MAX_NUM_IMAGES}; got {batch_size} × {n_iter} = {total}")));
     }
     let seed = match f.seed.unwrap_or(-1) {
         -1 => None,
-        s => Some(u64::try_from(s).map_err(|_| A1111Error::invalid("seed", format!("seed must be -1 (random) or a non-negative integer; got {s}")))?),
+        s => Some(u64::try_from(s).map_err(|_| invalid("seed", format!("seed must be -1 (random) or a non-negative integer; got {s}")))?),
     };
     let mut request = GenerationRequest::new(model, f.prompt.clone().unwrap_or_default());
     request.negative_prompt = f.negative_prompt.clone().filter(|n| !n.is_empty());
@@ -119,7 +122,7 @@ pub fn translate(mut merged: Map<String, Value>, f: &Fields, model: String, form
     if img2img {
         let first = f.init_images.as_ref().and_then(|v| v.first()).filter(|s| !s.is_empty());
         let Some(image) = first else {
-            return Err(A1111Error::http(StatusCode::NOT_FOUND, "Init image not found"));
+            return Err(ApiError::NotFound("Init image not found".into()));
         };
         request.init_image = Some(image.clone());
         request.strength = Some(f.denoising_strength.unwrap_or(0.75) as f32);
@@ -188,15 +191,16 @@ mod tests {
     use super::*;
     use crate::dialects::a1111::models::{img2img_defaults, txt2img_defaults};
 
-    fn fields(body: &str, img2img: bool) -> Result<Translated, A1111Error> {
+    fn fields(body: &str, img2img: bool) -> Result<Translated, ApiError> {
         let defaults = if img2img { img2img_defaults() } else { txt2img_defaults() };
-        let (merged, f) = read_body(body.as_bytes(), defaults)?;
+        let (merged, f) = read_body(crate::json::parse(body.as_bytes())?, defaults)?;
         translate(merged, &f, "m".into(), OutputFormat::Png, img2img)
     }
 
-    fn field_of(e: A1111Error) -> String {
+    fn field_of(e: ApiError) -> String {
         match e {
-            A1111Error::Invalid { field, .. } => field,
+            ApiError::Parameter { field, .. } => field.into_owned(),
+            ApiError::Shape { field, .. } => field.unwrap_or_default(),
             other => format!("{other:?}"),
         }
     }
@@ -218,7 +222,7 @@ mod tests {
         assert_eq!(name(r#"{"sampler_index":"k_lms_ka"}"#).unwrap(), "LMS Karras");
         assert_eq!(name(r#"{"sampler_name":"Euler","scheduler":"karras"}"#).unwrap(), "Euler Karras");
         assert_eq!(name(r#"{"sampler_name":"DPM++ 2M Karras","scheduler":"automatic"}"#).unwrap(), "DPM++ 2M Karras");
-        assert!(matches!(name(r#"{"sampler_name":"UniPC"}"#), Err(A1111Error::Http { .. })));
+        assert!(matches!(name(r#"{"sampler_name":"UniPC"}"#), Err(ApiError::Invalid(ValidationError::UnknownSampler { .. }))));
         assert_eq!(field_of(name(r#"{"sampler_name":"DDIM","scheduler":"karras"}"#).unwrap_err()), "scheduler");
     }
 
@@ -238,7 +242,7 @@ mod tests {
 
     #[test]
     fn img2img_needs_an_init_image() {
-        assert!(matches!(fields("{}", true), Err(A1111Error::Http { status: StatusCode::NOT_FOUND, .. })));
+        assert!(matches!(fields("{}", true), Err(ApiError::NotFound(m)) if m == "Init image not found"));
         let t = fields(r#"{"init_images":["aGk="],"denoising_strength":0.3}"#, true).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!((t.request.init_image.as_deref(), t.request.strength), (Some("aGk="), Some(0.3)));
         assert_eq!(t.parameters["init_images"], Value::Null);

@@ -1,0 +1,165 @@
+//! The dialect boundary, for every route of every dialect: credentials are checked before a
+//! byte of the body is read, and a Postgres that cannot be reached is a 503 with `Retry-After`
+//! in the dialect's own error shape, never a 500.
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::{ApiServer, ServiceEnv, TcpProxy, POSTGRES};
+
+/// Every route that takes a token, with its method. Routes whose handler reads a body and those
+/// that do not are both here: none may read one before authenticating.
+const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000"),
+    ("POST", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000/cancel"),
+    ("GET", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000/images/0"),
+    ("GET", "/v1/models"),
+    ("POST", "/"),
+    ("POST", "/models/tiny"),
+    ("POST", "/models/org/some-model"),
+    ("POST", "/v1/image/generation"),
+    ("POST", "/sdapi/v1/txt2img"),
+    ("POST", "/sdapi/v1/img2img"),
+    ("GET", "/sdapi/v1/sd-models"),
+    ("GET", "/sdapi/v1/options"),
+    ("POST", "/sdapi/v1/options"),
+    ("GET", "/sdapi/v1/samplers"),
+    ("GET", "/sdapi/v1/schedulers"),
+    ("GET", "/sdapi/v1/progress"),
+    ("POST", "/sdapi/v1/interrupt"),
+    ("POST", "/sdapi/v1/skip"),
+    ("GET", "/sdapi/v1/scripts"),
+];
+
+/// Send the head of a request declaring a 10 MB body and only the first 64 KiB of it, then
+/// read what the server answers while the rest of the upload is still owed. Its status and body.
+async fn partial_upload(addr: &str, method: &str, path: &str, authorization: Option<&str>) -> (u16, Value) {
+    const DECLARED: usize = 10 * 1024 * 1024;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the API accepts");
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {DECLARED}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    let mut sent = vec![b' '; 64 * 1024];
+    sent[0] = b'{';
+    stream.write_all(&sent).await.expect("the start of the body sent");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                let length = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()));
+                length.and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| body.len() >= l)
+            });
+            if n == 0 || complete {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.unwrap_or_else(|_| panic!("{method} {path}: no answer while the upload was unfinished"));
+    let text = String::from_utf8_lossy(&answer).to_string();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{method} {path}: no status line in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| serde_json::from_str(b).unwrap_or(Value::Null)).unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// The dialect a path belongs to, by its error shape.
+fn assert_unauthorized_shape(path: &str, body: &Value) {
+    let ok = if path.starts_with("/sdapi/") {
+        body == &json!({"detail": "Incorrect username or password"})
+    } else if path == "/v1/image/generation" {
+        body["object"] == "error" && body["type"] == "authentication_error"
+    } else if path == "/" || path.starts_with("/models/") {
+        body["error"].is_string()
+    } else {
+        body["error"]["type"] == "unauthorized"
+    };
+    assert!(ok, "{path}: 401 in its dialect's shape, got {body}");
+}
+
+#[tokio::test]
+async fn every_route_answers_401_before_reading_the_body() {
+    let env = ServiceEnv::new();
+    let server = ApiServer::start(&env, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    for (method, path) in ROUTES {
+        for auth in [None, Some("Bearer drk_wrong_token_000000000000"), Some("Basic dXNlcjpkcmtfd3Jvbmc=")] {
+            let (status, body) = partial_upload(&addr, method, path, auth).await;
+            assert_eq!(status, 401, "{method} {path} with {auth:?}: {body}\n{}", server.log());
+            assert_unauthorized_shape(path, &body);
+        }
+    }
+}
+
+/// A request of each dialect, valid in itself, and what its 503 must look like.
+fn dialect_requests() -> Vec<(&'static str, &'static str, Value, fn(&Value) -> bool)> {
+    vec![
+        ("POST", "/v1/jobs", json!({"model": "tiny", "prompt": "p"}), |b| b["error"]["type"] == "unavailable"),
+        ("GET", "/v1/jobs", Value::Null, |b| b["error"]["type"] == "unavailable"),
+        ("GET", "/v1/models", Value::Null, |b| b["error"]["type"] == "unavailable"),
+        ("POST", "/", json!({"inputs": "p"}), |b| b["error"].is_string()),
+        ("POST", "/models/tiny", json!({"inputs": "p"}), |b| b["error"].is_string()),
+        ("POST", "/v1/image/generation", json!({"model_name": "tiny", "prompt": "p"}), |b| b["object"] == "error" && b["type"] == "server_error"),
+        ("POST", "/sdapi/v1/txt2img", json!({"prompt": "p"}), |b| b["error"] == "HTTPException"),
+        ("GET", "/sdapi/v1/progress", Value::Null, |b| b["error"] == "HTTPException"),
+        ("GET", "/sdapi/v1/options", Value::Null, |b| b["error"] == "HTTPException"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_is_503_with_retry_after_in_every_dialect() {
+    let proxy = TcpProxy::start(POSTGRES.trim_start_matches("postgres://postgres@")).await;
+    let mut env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    // The server reaches the same database through the proxy.
+    env.database_url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, env.database);
+    let server = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+
+    proxy.down();
+    let requests = dialect_requests().into_iter().map(|(method, path, body, shaped)| {
+        let mut req = http.request(method.parse().expect("method"), server.url(path)).bearer_auth(&token);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        async move {
+            let r = req.timeout(Duration::from_secs(60)).send().await.expect("the API answers");
+            let (status, retry_after) = (r.status(), r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string));
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (method, path, status, retry_after, body, shaped)
+        }
+    });
+    // Concurrently: each waits for the pool's acquire timeout.
+    let answers = futures_join_all(requests).await;
+    for (method, path, status, retry_after, body, shaped) in answers {
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{method} {path}: {body}\n{}", server.log());
+        assert!(retry_after.as_deref().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s > 0), "{method} {path}: Retry-After {retry_after:?}");
+        assert!(shaped(&body), "{method} {path}: 503 in its dialect's shape, got {body}");
+        assert!(!body.to_string().contains("127.0.0.1"), "{method} {path}: no backend detail is sent: {body}");
+    }
+    assert!(!server.log().contains("answering 500"), "{}", server.log());
+
+    proxy.up().await;
+    let r = http.get(server.url("/v1/models")).bearer_auth(&token).send().await.expect("the API answers");
+    assert_eq!(r.status(), StatusCode::OK, "back once Postgres is");
+}
+
+/// `join_all` without a dependency: run the futures as tasks, in order.
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.expect("request task"));
+    }
+    out
+}
