@@ -12,7 +12,6 @@ mod json;
 mod routes;
 mod serve;
 mod service;
-mod shutdown;
 mod wait;
 
 use std::process::ExitCode;

@@ -11,10 +11,10 @@ use darkroom_shared::store::{Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::app;
 use crate::cli::ServeArgs;
 use crate::service::{Service, Settings};
 use crate::wait::{self, Waiters};
-use crate::{app, shutdown};
 
 /// How long start-up keeps retrying a backend that does not answer yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
@@ -37,7 +37,7 @@ pub enum ServeError {
 
 pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(shutdown::on_signal(shutdown.clone()));
+    tokio::spawn(darkroom_shared::shutdown::on_signal(shutdown.clone()));
 
     let store = patiently("Postgres", &shutdown, || async {
         let store = Store::connect(&backends.database_url, backends.db_connections).await?;

@@ -1,5 +1,6 @@
 //! AUTOMATIC1111's "infotext": the generation parameters as one human-readable text, stored in
 //! PNG `parameters` chunks and returned by the A1111 dialect.
+use crate::request::{defaults, GenerationRequest};
 
 /// What an infotext records about one image.
 #[derive(Clone, Debug)]
@@ -15,6 +16,27 @@ pub struct Infotext<'a> {
     pub model: &'a str,
     /// img2img only.
     pub denoising_strength: Option<f32>,
+}
+
+impl<'a> Infotext<'a> {
+    /// The infotext of one image of `req`: the image's seed, its size (width, height) and the
+    /// model's name as it should read. `req` is the request as validated
+    /// (`validate::validate`), so its sampler has its canonical name; img2img's denoising
+    /// strength is the request's, or the default when it has an init image without one.
+    pub fn new(req: &'a GenerationRequest, seed: u64, (width, height): (u32, u32), model: &'a str) -> Self {
+        Infotext {
+            prompt: &req.prompt,
+            negative_prompt: req.negative_prompt.as_deref(),
+            steps: req.steps,
+            sampler: &req.sampler,
+            guidance_scale: req.guidance_scale,
+            seed,
+            width,
+            height,
+            model,
+            denoising_strength: req.strength.or_else(|| req.init_image.as_ref().map(|_| defaults::STRENGTH)),
+        }
+    }
 }
 
 impl std::fmt::Display for Infotext<'_> {
@@ -58,5 +80,20 @@ mod tests {
         let t = Infotext { negative_prompt: None, guidance_scale: 7.5, denoising_strength: Some(0.6), ..t };
         assert!(t.to_string().starts_with("a cat\nSteps: 20"));
         assert!(t.to_string().ends_with("CFG scale: 7.5, Seed: 42, Size: 512x768, Model: sd15, Denoising strength: 0.6"));
+    }
+
+    #[test]
+    fn built_from_the_request() {
+        let mut req = GenerationRequest::new("sd15", "a cat");
+        req.negative_prompt = Some("blurry".into());
+        req.steps = 20;
+        req.sampler = "DPM++ 2M Karras".into();
+        req.guidance_scale = 7.0;
+        let t = Infotext::new(&req, 42, (512, 768), "sd15");
+        assert_eq!(t.to_string(), "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model: sd15");
+        req.init_image = Some("aGk=".into());
+        assert!(Infotext::new(&req, 42, (512, 768), "sd15").to_string().ends_with("Model: sd15, Denoising strength: 0.8"));
+        req.strength = Some(0.6);
+        assert!(Infotext::new(&req, 42, (512, 768), "sd15").to_string().ends_with("Model: sd15, Denoising strength: 0.6"));
     }
 }

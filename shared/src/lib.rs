@@ -7,5 +7,6 @@ pub mod queue;
 pub mod recovery;
 pub mod request;
 pub mod sampler;
+pub mod shutdown;
 pub mod store;
 pub mod validate;
