@@ -19,6 +19,12 @@ fn invalid(field: &'static str, message: impl Into<String>) -> PipelineError {
 /// Validate `req` for `model` and resolve it: size defaults to the model's native size, the
 /// seed to a random one.
 pub fn resolve(req: &GenerationRequest, model: &ModelDir) -> Result<GenerateParams, PipelineError> {
+    resolve_validated(req, model).map(|(_, params)| params)
+}
+
+/// [`resolve`], also returning the request as validated (the sampler under its canonical name;
+/// size, seed and img2img strength filled in): what the images' infotext records.
+pub fn resolve_validated(req: &GenerationRequest, model: &ModelDir) -> Result<(GenerationRequest, GenerateParams), PipelineError> {
     let info = ModelInfo {
         id: req.model.clone(),
         family: model.family.name().to_string(),
@@ -37,7 +43,7 @@ pub fn resolve(req: &GenerationRequest, model: &ModelDir) -> Result<GeneratePara
             Some(output::resize(&img, width, height))
         }
     };
-    Ok(GenerateParams {
+    let params = GenerateParams {
         prompt: req.prompt.clone(),
         negative_prompt: req.negative_prompt.clone(),
         width,
@@ -49,5 +55,6 @@ pub fn resolve(req: &GenerationRequest, model: &ModelDir) -> Result<GeneratePara
         num_images: req.num_images as usize,
         init_image,
         strength: req.strength.unwrap_or(defaults::STRENGTH),
-    })
+    };
+    Ok((req, params))
 }

@@ -10,14 +10,16 @@ use std::time::Duration;
 use darkroom_shared::infotext::Infotext;
 use darkroom_shared::job::{Claim, JobStatus, LeaseState, NewImage};
 use darkroom_shared::queue::{Delivery, Queue, QueueError};
+use darkroom_shared::request::GenerationRequest;
 use darkroom_shared::store::{ModelEntry, Store, StoreError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::model::Family;
 use crate::output;
 use crate::pipeline::{GeneratedImage, Observer, Pipeline, PipelineError};
-use crate::request::resolve;
+use crate::request::resolve_validated;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -93,8 +95,8 @@ struct StopReasons {
     handing_back: AtomicBool,
 }
 
-/// Run until `shutdown` flips to true; then finish or hand back the job in hand and return.
-pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Settings, shutdown: watch::Receiver<bool>) -> Result<(), ServiceError> {
+/// Run until `shutdown` is cancelled; then finish or hand back the job in hand and return.
+pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Settings, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let hostname = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
     let entries: Vec<ModelEntry> = models.iter().map(Served::entry).collect();
     store.register_worker(settings.worker_id, &hostname, &entries).await?;
@@ -103,12 +105,17 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
     let models: HashMap<String, Served> = models.into_iter().map(|m| (m.name.clone(), m)).collect();
 
     let heartbeat = tokio::spawn(heartbeats(store.clone(), settings.worker_id, settings.heartbeat, shutdown.clone()));
-    let recovery =
-        tokio::spawn(darkroom_shared::recovery::run(store.clone(), queue.clone(), settings.max_attempts, settings.recovery_every, stopped(shutdown.clone())));
+    let recovery = tokio::spawn(darkroom_shared::recovery::run(
+        store.clone(),
+        queue.clone(),
+        settings.max_attempts,
+        settings.recovery_every,
+        shutdown.clone().cancelled_owned(),
+    ));
 
     let mut waiter = queue.blocking_connection().await?;
     let mut start = 0usize;
-    while !*shutdown.borrow() {
+    while !shutdown.is_cancelled() {
         let delivery = match queue.dequeue(&names, start, settings.redeliver_after).await {
             Ok(d) => d,
             Err(e) => {
@@ -119,7 +126,6 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
         };
         start = start.wrapping_add(1);
         let Some(delivery) = delivery else {
-            let mut stop = shutdown.clone();
             tokio::select! {
                 r = queue.wait(&mut waiter, &names, Duration::from_secs(1)) => {
                     if let Err(e) = r {
@@ -128,7 +134,7 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
                         if let Ok(c) = queue.blocking_connection().await { waiter = c; }
                     }
                 }
-                _ = stop.changed() => {}
+                _ = shutdown.cancelled() => {}
             }
             continue;
         };
@@ -143,26 +149,15 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
     Ok(())
 }
 
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    while !*shutdown.borrow() {
-        if shutdown.changed().await.is_err() {
-            return;
-        }
-    }
+async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) {
+    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = shutdown.cancelled() => {} }
 }
 
-async fn sleep_or_stop(d: Duration, shutdown: &watch::Receiver<bool>) {
-    let mut s = shutdown.clone();
-    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = s.changed() => {} }
-}
-
-async fn heartbeats(store: Store, worker: Uuid, every: Duration, shutdown: watch::Receiver<bool>) {
+async fn heartbeats(store: Store, worker: Uuid, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
-    let stop = stopped(shutdown);
-    tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = &mut stop => return,
+            _ = shutdown.cancelled() => return,
             _ = tick.tick() => {
                 if let Err(e) = store.heartbeat(worker).await {
                     tracing::warn!("heartbeat failed: {e}");
@@ -179,7 +174,7 @@ async fn handle(
     models: &HashMap<String, Served>,
     s: &Settings,
     d: &Delivery,
-    shutdown: &watch::Receiver<bool>,
+    shutdown: &CancellationToken,
 ) -> Result<(), ServiceError> {
     let claim = store.claim(d.job, s.worker_id, s.lease).await;
     if let Err(e) = queue.ack(d).await {
@@ -205,29 +200,27 @@ async fn handle(
     let mut work = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-        let params = resolve(&request, p.model())?;
+        let (request, params) = resolve_validated(&request, p.model())?;
         let mut observer = JobObserver { progress: progress_tx, stop: observer_stop };
         let (images, _) = p.generate(&params, &mut observer)?;
-        let sampler = params.sampler.to_string();
-        let model = request.model.clone();
-        let encoded = encode(&images, &params, &sampler, &model, &request)?;
+        let encoded = encode(&images, &request, (params.width as u32, params.height as u32))?;
         Ok((encoded, started.elapsed()))
     });
-    // Wait for the job; on shutdown give it the grace period, then hand it back.
-    let mut shutdown = shutdown.clone();
+    // Wait for the job; on shutdown give it the grace period, then hand it back. (If the
+    // shutdown came before the job was claimed, the job runs to its end.)
+    let mut watching = !shutdown.is_cancelled();
     let result = loop {
         tokio::select! {
             r = &mut work => break r,
-            changed = shutdown.changed(), if !*shutdown.borrow() => {
-                if changed.is_ok() && *shutdown.borrow() {
-                    tracing::info!(job = %claim.job_id, grace = ?s.shutdown_grace, "shutting down: finishing the job in hand");
-                    let (reasons, stop, grace) = (reasons.clone(), stop.clone(), s.shutdown_grace);
-                    tokio::spawn(async move {
-                        tokio::time::sleep(grace).await;
-                        reasons.handing_back.store(true, Ordering::SeqCst);
-                        stop.store(true, Ordering::SeqCst);
-                    });
-                }
+            _ = shutdown.cancelled(), if watching => {
+                watching = false;
+                tracing::info!(job = %claim.job_id, grace = ?s.shutdown_grace, "shutting down: finishing the job in hand");
+                let (reasons, stop, grace) = (reasons.clone(), stop.clone(), s.shutdown_grace);
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    reasons.handing_back.store(true, Ordering::SeqCst);
+                    stop.store(true, Ordering::SeqCst);
+                });
             }
         }
     };
@@ -236,29 +229,13 @@ async fn handle(
     finish(store, queue, &claim, result, &reasons, s).await
 }
 
-/// Encode every image in the requested format, with its infotext.
-fn encode(
-    images: &[GeneratedImage],
-    p: &crate::pipeline::GenerateParams,
-    sampler: &str,
-    model: &str,
-    req: &darkroom_shared::request::GenerationRequest,
-) -> Result<Vec<NewImage>, PipelineError> {
+/// Encode every image in the requested format, with its infotext. `req` is the request as
+/// validated, `size` the size the images were made at.
+fn encode(images: &[GeneratedImage], req: &GenerationRequest, size: (u32, u32)) -> Result<Vec<NewImage>, PipelineError> {
     images
         .iter()
         .map(|img| {
-            let info = Infotext {
-                prompt: &p.prompt,
-                negative_prompt: p.negative_prompt.as_deref(),
-                steps: p.steps as u32,
-                sampler,
-                guidance_scale: p.guidance_scale,
-                seed: img.seed,
-                width: p.width as u32,
-                height: p.height as u32,
-                model,
-                denoising_strength: p.init_image.as_ref().map(|_| p.strength),
-            };
+            let info = Infotext::new(req, img.seed, size, &req.model);
             let bytes = output::encode(&img.image, req.output_format, &info.to_string())
                 .map_err(|e| PipelineError::Invalid { field: "output_format", message: e.to_string() })?;
             Ok(NewImage {

@@ -1,0 +1,149 @@
+//! The command line of `darkroom-worker`: one clap struct with a subcommand each for
+//! `generate`, `bench` and `run`. The model, execution-provider and thread flags, and every flag
+//! of `run`, fall back to an environment variable.
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use darkroom_shared::config::{Backends, Delivery};
+use darkroom_shared::request::{defaults, GenerationRequest};
+use darkroom_worker::runtime::ProviderChoice;
+
+#[derive(Parser, Debug)]
+#[command(name = "darkroom-worker", version, about = "Darkroom worker: Stable Diffusion through ONNX Runtime")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Generate images from a model directory (Optimum's ONNX layout).
+    Generate(GenerateArgs),
+    /// Time each stage over several runs; optionally run Optimum's Python pipeline side by side.
+    Bench(BenchArgs),
+    /// Serve jobs from the queue for the given models until SIGTERM or SIGINT.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A model to serve, as NAME=DIR (DIR in Optimum's ONNX layout). NAME becomes the
+    /// catalog's model id. Repeat for several models; env: comma-separated list.
+    #[arg(long = "model", env = "DARKROOM_MODELS", value_delimiter = ',', required = true, value_parser = parse_model)]
+    pub models: Vec<(String, PathBuf)>,
+    /// Execution provider: cpu, cuda, cuda:N or auto.
+    #[arg(long, env = "DARKROOM_EP", default_value = "auto")]
+    pub ep: ProviderChoice,
+    /// ONNX Runtime intra-op threads per session (default: ONNX Runtime's choice).
+    #[arg(long, env = "DARKROOM_THREADS")]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub backends: Backends,
+    #[command(flatten)]
+    pub delivery: Delivery,
+    /// Seconds a claimed job stays ours without renewal; renewed every third of it.
+    #[arg(long, env = "DARKROOM_LEASE_SECS", default_value_t = 30.0)]
+    pub lease_secs: f64,
+    /// Seconds after which a delivery taken from Redis but never claimed is handed out again.
+    #[arg(long, env = "DARKROOM_REDELIVER_SECS", default_value_t = 30.0)]
+    pub redeliver_secs: f64,
+    /// Seconds between heartbeats.
+    #[arg(long, env = "DARKROOM_HEARTBEAT_SECS", default_value_t = 5.0)]
+    pub heartbeat_secs: f64,
+    /// On SIGTERM, seconds the job in hand may still run before it is handed back.
+    #[arg(long, env = "DARKROOM_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
+    pub shutdown_grace_secs: f64,
+}
+
+/// `NAME=DIR`, the name 1-128 characters of letters, digits and `-_.:/`.
+fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=DIR"))?;
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c)) {
+        return Err(format!("{name:?}: a model name is 1-128 characters of letters, digits and -_.:/"));
+    }
+    Ok((name.to_string(), PathBuf::from(dir)))
+}
+
+// The flags `generate` and `bench` share.
+#[derive(Args, Debug)]
+pub struct Common {
+    /// Model directory exported by `optimum-cli export onnx`.
+    #[arg(long, env = "DARKROOM_MODEL_DIR")]
+    pub model_dir: PathBuf,
+    #[arg(long)]
+    pub prompt: String,
+    #[arg(long)]
+    pub negative_prompt: Option<String>,
+    /// Image width in pixels (default: the model's native size).
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Image height in pixels (default: the model's native size).
+    #[arg(long)]
+    pub height: Option<u32>,
+    #[arg(long, default_value_t = defaults::STEPS)]
+    pub steps: u32,
+    /// Classifier-free guidance scale (guidance is off at 1 or below).
+    #[arg(long, default_value_t = defaults::GUIDANCE_SCALE)]
+    pub guidance: f32,
+    /// Seed of image 0; image i uses seed + i (default: random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// AUTOMATIC1111 name ("Euler a", "DPM++ 2M Karras", …) or diffusers class name.
+    #[arg(long, default_value = defaults::SAMPLER)]
+    pub sampler: String,
+    /// Execution provider: cpu, cuda, cuda:N or auto.
+    #[arg(long, env = "DARKROOM_EP", default_value = "auto")]
+    pub ep: ProviderChoice,
+    /// ONNX Runtime intra-op threads per session (default: ONNX Runtime's choice).
+    #[arg(long, env = "DARKROOM_THREADS")]
+    pub threads: Option<usize>,
+}
+
+impl Common {
+    /// The flags as a canonical request; the model is named after its directory.
+    pub fn request(&self) -> GenerationRequest {
+        let model = self.model_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+        GenerationRequest {
+            negative_prompt: self.negative_prompt.clone(),
+            width: self.width,
+            height: self.height,
+            steps: self.steps,
+            guidance_scale: self.guidance,
+            sampler: self.sampler.clone(),
+            seed: self.seed,
+            ..GenerationRequest::new(model, self.prompt.clone())
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = defaults::NUM_IMAGES)]
+    pub num_images: u32,
+    /// img2img: start from this image (PNG, JPEG or WebP), resized to the target size.
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// img2img: how much of the init image to re-noise, in (0, 1].
+    #[arg(long, requires = "init_image")]
+    pub strength: Option<f32>,
+    /// Output file; the format follows its extension (.png, .jpg, .webp). With several
+    /// images, image i is written to NAME-i.EXT.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Also run tools/bench/optimum_pipeline.py with this Python, on the same model and settings.
+    #[arg(long)]
+    pub compare_python: Option<PathBuf>,
+}
