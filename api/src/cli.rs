@@ -2,7 +2,7 @@
 //! variable; the backend flags (`--database-url`, `--redis-url`, ...) may come before or after
 //! the subcommand.
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use darkroom_shared::config::{Backends, Delivery};
+use darkroom_shared::config::{Backends, DeliveryPolicy};
 
 /// Darkroom API server and administration.
 #[derive(Parser, Debug)]
@@ -48,7 +48,7 @@ pub struct ServeArgs {
     #[arg(long = "model-alias", env = "DARKROOM_MODEL_ALIASES", value_delimiter = ',', value_parser = parse_alias)]
     pub model_aliases: Vec<(String, String)>,
     #[command(flatten)]
-    pub delivery: Delivery,
+    pub delivery: DeliveryPolicy,
 }
 
 /// `ALIAS=MODEL`, both non-empty.

@@ -21,7 +21,7 @@ pub struct Backends {
 
 /// How jobs are delivered and recovered; API and workers must agree.
 #[derive(clap::Args, Clone, Debug)]
-pub struct Delivery {
+pub struct DeliveryPolicy {
     /// A job that failed on this many deliveries ends `failed`.
     #[arg(long, env = "DARKROOM_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: i32,
@@ -33,7 +33,7 @@ pub struct Delivery {
     pub worker_live_secs: f64,
 }
 
-impl Delivery {
+impl DeliveryPolicy {
     pub fn recovery_every(&self) -> Duration {
         Duration::from_secs_f64(self.recovery_secs.max(0.05))
     }

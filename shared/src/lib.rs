@@ -1,6 +1,7 @@
 //! What the Darkroom API and worker binaries share: the canonical request, jobs, the store
 //! (Postgres, the truth) and the queue (Redis, delivery only).
 pub mod config;
+pub mod family;
 pub mod infotext;
 pub mod job;
 pub mod queue;

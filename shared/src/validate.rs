@@ -82,14 +82,6 @@ impl ValidationError {
     }
 }
 
-/// The width and height range of a model family, in pixels (both multiples of 8).
-pub fn size_range(family: &str) -> (u32, u32) {
-    match family {
-        "sdxl" => (64, 2048),
-        _ => (64, 1024),
-    }
-}
-
 /// A random seed in AUTOMATIC1111's range.
 pub fn random_seed() -> u64 {
     rand::random_range(0..RANDOM_SEED_RANGE)
@@ -108,7 +100,7 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
         check_len("negative_prompt", negative)?;
     }
 
-    let (min, max) = size_range(&model.family);
+    let (min, max) = model.family.size_range();
     let native = u32::try_from(model.native_size).unwrap_or(min);
     for (field, value, slot) in [("width", req.width, &mut out.width), ("height", req.height, &mut out.height)] {
         let v = value.unwrap_or(native);
@@ -238,11 +230,12 @@ fn check_init_image(value: &str, limits: &Limits) -> Result<(), ValidationError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::family::Family;
 
     fn catalog() -> Vec<ModelInfo> {
         vec![
-            ModelInfo { id: "sd15".into(), family: "sd".into(), native_size: 512, img2img: true, live_workers: 1 },
-            ModelInfo { id: "xl".into(), family: "sdxl".into(), native_size: 1024, img2img: false, live_workers: 0 },
+            ModelInfo { id: "sd15".into(), family: Family::Sd, native_size: 512, img2img: true, live_workers: 1 },
+            ModelInfo { id: "xl".into(), family: Family::Sdxl, native_size: 1024, img2img: false, live_workers: 0 },
         ]
     }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use darkroom_shared::family::Family;
 use darkroom_shared::job::NewImage;
 use darkroom_shared::store::ModelEntry;
 use reqwest::{Client, RequestBuilder, StatusCode};
@@ -45,8 +46,8 @@ impl Service {
 
 async fn register_models(env: &ServiceEnv) {
     let models = [
-        ModelEntry { id: "tiny".into(), family: "sd".into(), native_size: 64, img2img: true },
-        ModelEntry { id: "big".into(), family: "sdxl".into(), native_size: 1024, img2img: false },
+        ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true },
+        ModelEntry { id: "big".into(), family: Family::Sdxl, native_size: 1024, img2img: false },
     ];
     let store = env.store().await;
     store.register_worker(Uuid::new_v4(), "test", &models).await.expect("catalog");
@@ -411,7 +412,7 @@ async fn health_readiness_and_the_model_catalog() {
     );
     let store = s.env.store().await;
     let worker = Uuid::new_v4();
-    let entry = ModelEntry { id: "tiny".into(), family: "sd".into(), native_size: 64, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true };
     store.register_worker(worker, "gpu-1", &[entry]).await.unwrap();
     let (_, models) = call(s.get("/v1/models")).await;
     assert_eq!(models["data"][1]["live_workers"], 1, "{models}");

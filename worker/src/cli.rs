@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use darkroom_shared::config::{Backends, Delivery};
+use darkroom_shared::config::{Backends, DeliveryPolicy};
 use darkroom_shared::request::{defaults, GenerationRequest};
 use darkroom_worker::runtime::ProviderChoice;
 
@@ -40,7 +40,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub backends: Backends,
     #[command(flatten)]
-    pub delivery: Delivery,
+    pub delivery: DeliveryPolicy,
     /// Seconds a claimed job stays ours without renewal; renewed every third of it.
     #[arg(long, env = "DARKROOM_LEASE_SECS", default_value_t = 30.0)]
     pub lease_secs: f64,

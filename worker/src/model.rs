@@ -15,23 +15,8 @@ pub enum ModelError {
     Mismatch { dir: PathBuf, message: String },
 }
 
-/// The model families we run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// Stable Diffusion 1.x and 2.x: one CLIP text encoder.
-    Sd,
-    /// Stable Diffusion XL: two text encoders, pooled embeddings and time ids.
-    Sdxl,
-}
-
-impl Family {
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Sd => "sd",
-            Family::Sdxl => "sdxl",
-        }
-    }
-}
+/// The model families we run (one type with the store and the API).
+pub use darkroom_shared::family::Family;
 
 /// The fields of `model_index.json` we use.
 #[derive(Debug, Default, Deserialize)]

@@ -16,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::model::Family;
 use crate::output;
 use crate::pipeline::{GeneratedImage, Observer, Pipeline, PipelineError};
 use crate::request::resolve_validated;
@@ -60,15 +59,7 @@ impl Served {
     fn entry(&self) -> ModelEntry {
         let p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
         let m = p.model();
-        ModelEntry {
-            id: self.name.clone(),
-            family: match m.family {
-                Family::Sd => "sd".into(),
-                Family::Sdxl => "sdxl".into(),
-            },
-            native_size: m.native_size as i32,
-            img2img: p.supports_img2img(),
-        }
+        ModelEntry { id: self.name.clone(), family: m.family, native_size: m.native_size as i32, img2img: p.supports_img2img() }
     }
 }
 

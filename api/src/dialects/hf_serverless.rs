@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use darkroom_shared::family::Family;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
 use darkroom_shared::store::cache_key;
 use serde::Deserialize;
@@ -126,7 +127,7 @@ async fn generate(
     };
     let use_cache = flag(&headers, "x-use-cache")?.or(body.options.use_cache).unwrap_or(true);
     let wait = flag(&headers, "x-wait-for-model")?.or(body.options.wait_for_model).unwrap_or(false);
-    let request = translate(id, &info.family, body.inputs, body.parameters, format);
+    let request = translate(id, info.family, body.inputs, body.parameters, format);
     let key = cache_key(&request);
 
     if use_cache {
@@ -142,7 +143,7 @@ async fn generate(
     image_response(done, "darkroom")
 }
 
-fn translate(model: String, family: &str, inputs: String, p: Params, format: OutputFormat) -> GenerationRequest {
+fn translate(model: String, family: Family, inputs: String, p: Params, format: OutputFormat) -> GenerationRequest {
     let mut r = GenerationRequest::new(model, inputs);
     r.negative_prompt = p.negative_prompt.map(|n| match n {
         Prompts::One(s) => s,
@@ -154,7 +155,7 @@ fn translate(model: String, family: &str, inputs: String, p: Params, format: Out
     };
     (r.width, r.height) = (width, height);
     r.steps = p.num_inference_steps.unwrap_or(DEFAULT_STEPS);
-    r.guidance_scale = p.guidance_scale.unwrap_or(if family == "sdxl" { 5.0 } else { 7.5 });
+    r.guidance_scale = p.guidance_scale.unwrap_or(family.default_guidance_scale());
     r.sampler = p.scheduler.unwrap_or_else(|| DEFAULT_SAMPLER.to_string());
     r.seed = p.seed;
     r.output_format = format;
@@ -248,14 +249,14 @@ mod tests {
     #[test]
     fn the_cache_key_leaves_out_an_absent_seed_only() {
         let params = || Params { seed: None, ..Params::default() };
-        let a = translate("m".into(), "sd", "p".into(), params(), OutputFormat::Png);
-        let b = translate("m".into(), "sd", "p".into(), params(), OutputFormat::Png);
+        let a = translate("m".into(), Family::Sd, "p".into(), params(), OutputFormat::Png);
+        let b = translate("m".into(), Family::Sd, "p".into(), params(), OutputFormat::Png);
         assert_eq!(cache_key(&a), cache_key(&b));
-        let seeded = translate("m".into(), "sd", "p".into(), Params { seed: Some(1), ..Params::default() }, OutputFormat::Png);
+        let seeded = translate("m".into(), Family::Sd, "p".into(), Params { seed: Some(1), ..Params::default() }, OutputFormat::Png);
         assert_ne!(cache_key(&a), cache_key(&seeded));
-        let jpeg = translate("m".into(), "sd", "p".into(), params(), OutputFormat::Jpeg);
+        let jpeg = translate("m".into(), Family::Sd, "p".into(), params(), OutputFormat::Jpeg);
         assert_ne!(cache_key(&a), cache_key(&jpeg));
         assert_eq!((a.steps, a.sampler.as_str(), a.guidance_scale), (20, "Euler a", 7.5));
-        assert_eq!(translate("m".into(), "sdxl", "p".into(), params(), OutputFormat::Png).guidance_scale, 5.0);
+        assert_eq!(translate("m".into(), Family::Sdxl, "p".into(), params(), OutputFormat::Png).guidance_scale, 5.0);
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use darkroom_shared::family::Family;
 use serde::Serialize;
 
 use crate::error::ApiError;
@@ -17,8 +18,7 @@ pub fn router() -> Router<Arc<Service>> {
 #[derive(Serialize)]
 struct ModelView {
     id: String,
-    /// `sd` or `sdxl`.
-    family: String,
+    family: Family,
     native_size: i32,
     img2img: bool,
     live_workers: i64,

@@ -4,8 +4,9 @@
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::jobs::JOB_COLUMNS;
 use super::{Store, StoreError};
-use crate::job::Job;
+use crate::job::{Job, JobStatus};
 use crate::request::GenerationRequest;
 
 /// The cache key of a request as a dialect built it: SHA-256 of its JSON (the struct's field
@@ -24,14 +25,11 @@ impl Store {
 
     /// The tenant's newest succeeded job made for a request with `key`, if any.
     pub async fn cached_job(&self, tenant: Uuid, key: &[u8]) -> Result<Option<Job>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error,
-                    created_at, started_at, finished_at
-             FROM jobs WHERE tenant_id = $1 AND cache_key = $2 AND status = 'succeeded' ORDER BY id DESC LIMIT 1",
-        )
-        .bind(tenant)
-        .bind(key)
-        .fetch_optional(self.pool())
-        .await?)
+        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND cache_key = $2 AND status = $3 ORDER BY id DESC LIMIT 1"))
+            .bind(tenant)
+            .bind(key)
+            .bind(JobStatus::Succeeded)
+            .fetch_optional(self.pool())
+            .await?)
     }
 }

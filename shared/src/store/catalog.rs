@@ -6,13 +6,13 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
+use crate::family::Family;
 
 /// A model as a worker registers it.
 #[derive(Clone, Debug)]
 pub struct ModelEntry {
     pub id: String,
-    /// `sd` or `sdxl`.
-    pub family: String,
+    pub family: Family,
     pub native_size: i32,
     pub img2img: bool,
 }
@@ -21,7 +21,8 @@ pub struct ModelEntry {
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct ModelInfo {
     pub id: String,
-    pub family: String,
+    #[sqlx(try_from = "String")]
+    pub family: Family,
     pub native_size: i32,
     pub img2img: bool,
     pub live_workers: i64,
@@ -41,7 +42,7 @@ impl Store {
                  ON CONFLICT (id) DO UPDATE SET family = $2, native_size = $3, img2img = $4, updated_at = now()",
             )
             .bind(&m.id)
-            .bind(&m.family)
+            .bind(m.family.name())
             .bind(m.native_size)
             .bind(m.img2img)
             .execute(&mut *tx)

@@ -11,8 +11,19 @@ use super::{Store, StoreError, JOB_CHANNEL};
 use crate::job::{Claim, ImageMeta, Job, JobStatus, LeaseState, NewImage, Requeued};
 use crate::request::GenerationRequest;
 
-const JOB_COLUMNS: &str =
+/// The columns of a [`Job`]: every query that reads jobs selects (or returns) these.
+pub(super) const JOB_COLUMNS: &str =
     "id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
+
+use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
+
+/// A job just claimed, with its lease.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    #[sqlx(flatten)]
+    job: Job,
+    lease: Uuid,
+}
 
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
@@ -55,15 +66,16 @@ impl Store {
         let (pos,): (i64,) = sqlx::query_as(
             "WITH mine AS (
                  SELECT count(*) AS ahead FROM jobs
-                 WHERE status = 'queued' AND model = $1 AND tenant_id = $2 AND id < $3),
+                 WHERE status = $4 AND model = $1 AND tenant_id = $2 AND id < $3),
              others AS (
                  SELECT tenant_id, count(*) AS n FROM jobs
-                 WHERE status = 'queued' AND model = $1 AND tenant_id <> $2 GROUP BY tenant_id)
+                 WHERE status = $4 AND model = $1 AND tenant_id <> $2 GROUP BY tenant_id)
              SELECT (SELECT ahead FROM mine) + coalesce((SELECT sum(least(n, (SELECT ahead FROM mine) + 1)) FROM others), 0)::bigint",
         )
         .bind(&job.model)
         .bind(job.tenant_id)
         .bind(job.id)
+        .bind(Queued)
         .fetch_one(self.pool())
         .await?;
         Ok(pos)
@@ -115,13 +127,16 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let job: Option<Job> = sqlx::query_as(&format!(
             "UPDATE jobs SET
-                 status = CASE WHEN status = 'queued' THEN 'canceled'::job_status ELSE status END,
-                 finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
-                 cancel_requested = CASE WHEN status IN ('queued', 'running') THEN true ELSE cancel_requested END
+                 status = CASE WHEN status = $3 THEN $5 ELSE status END,
+                 finished_at = CASE WHEN status = $3 THEN now() ELSE finished_at END,
+                 cancel_requested = CASE WHEN status IN ($3, $4) THEN true ELSE cancel_requested END
              WHERE id = $1 AND tenant_id = $2 RETURNING {JOB_COLUMNS}"
         ))
         .bind(id)
         .bind(tenant)
+        .bind(Queued)
+        .bind(Running)
+        .bind(Canceled)
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(j) = &job {
@@ -133,30 +148,40 @@ impl Store {
 
     /// Take a queued job: a fresh lease (fencing token) that expires unless renewed.
     pub async fn claim(&self, job: Uuid, worker: Uuid, ttl: Duration) -> Result<Option<Claim>, StoreError> {
-        let row: Option<(Uuid, String, Json<GenerationRequest>, i32, Uuid)> = sqlx::query_as(
-            "UPDATE jobs SET status = 'running', lease = $2, lease_expires_at = now() + make_interval(secs => $4),
+        let row: Option<Claimed> = sqlx::query_as(&format!(
+            "UPDATE jobs SET status = $6, lease = $2, lease_expires_at = now() + make_interval(secs => $4),
                  worker_id = $3, attempts = attempts + 1, started_at = now(), progress_step = 0, error = NULL
-             WHERE id = $1 AND status = 'queued' AND NOT cancel_requested
-             RETURNING tenant_id, model, request, attempts, lease",
-        )
+             WHERE id = $1 AND status = $5 AND NOT cancel_requested
+             RETURNING {JOB_COLUMNS}, lease"
+        ))
         .bind(job)
         .bind(Uuid::new_v4())
         .bind(worker)
         .bind(secs(ttl))
+        .bind(Queued)
+        .bind(Running)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|(tenant_id, model, Json(request), attempts, lease)| Claim { job_id: job, tenant_id, model, lease, attempts, request }))
+        Ok(row.map(|Claimed { job, lease }| Claim {
+            job_id: job.id,
+            tenant_id: job.tenant_id,
+            model: job.model,
+            lease,
+            attempts: job.attempts,
+            request: job.request,
+        }))
     }
 
     /// Extend the lease; tells whether it is still held and whether cancel was asked.
     pub async fn renew(&self, job: Uuid, lease: Uuid, ttl: Duration) -> Result<LeaseState, StoreError> {
         let row: Option<(bool,)> = sqlx::query_as(
             "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
-             WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING cancel_requested",
+             WHERE id = $1 AND lease = $2 AND status = $4 RETURNING cancel_requested",
         )
         .bind(job)
         .bind(lease)
         .bind(secs(ttl))
+        .bind(Running)
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|(cancel,)| LeaseState::Held { cancel }).unwrap_or(LeaseState::Lost))
@@ -166,12 +191,13 @@ impl Store {
     pub async fn progress(&self, job: Uuid, lease: Uuid, step: i32, total: i32) -> Result<LeaseState, StoreError> {
         let row: Option<(bool,)> = sqlx::query_as(
             "UPDATE jobs SET progress_step = $3, progress_total = $4
-             WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING cancel_requested",
+             WHERE id = $1 AND lease = $2 AND status = $5 RETURNING cancel_requested",
         )
         .bind(job)
         .bind(lease)
         .bind(step)
         .bind(total)
+        .bind(Running)
         .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|(cancel,)| LeaseState::Held { cancel }).unwrap_or(LeaseState::Lost))
@@ -187,13 +213,15 @@ impl Store {
     pub async fn complete_timed(&self, job: Uuid, lease: Uuid, images: &[NewImage], compute: Option<Duration>) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let done = sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', finished_at = now(), lease = NULL, lease_expires_at = NULL,
+            "UPDATE jobs SET status = $5, finished_at = now(), lease = NULL, lease_expires_at = NULL,
                  progress_step = progress_total, compute_ms = coalesce($3, compute_ms)
-             WHERE id = $1 AND lease = $2 AND status = 'running'",
+             WHERE id = $1 AND lease = $2 AND status = $4",
         )
         .bind(job)
         .bind(lease)
         .bind(compute.map(|d| d.as_secs_f64() * 1e3))
+        .bind(Running)
+        .bind(Succeeded)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -223,17 +251,21 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let status: Option<(JobStatus,)> = sqlx::query_as(
             "UPDATE jobs SET
-                 status = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN 'queued'::job_status
-                               WHEN cancel_requested THEN 'canceled'::job_status ELSE 'failed'::job_status END,
+                 status = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN $7
+                               WHEN cancel_requested THEN $8 ELSE $9 END,
                  error = $3, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
                  finished_at = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN NULL ELSE now() END
-             WHERE id = $1 AND lease = $2 AND status = 'running' RETURNING status",
+             WHERE id = $1 AND lease = $2 AND status = $6 RETURNING status",
         )
         .bind(job)
         .bind(lease)
         .bind(error)
         .bind(retry)
         .bind(max_attempts)
+        .bind(Running)
+        .bind(Queued)
+        .bind(Canceled)
+        .bind(Failed)
         .fetch_optional(&mut *tx)
         .await?;
         if matches!(status, Some((s,)) if s.is_terminal()) {
@@ -247,11 +279,13 @@ impl Store {
     pub async fn mark_canceled(&self, job: Uuid, lease: Uuid) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let n = sqlx::query(
-            "UPDATE jobs SET status = 'canceled', finished_at = now(), lease = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND lease = $2 AND status = 'running'",
+            "UPDATE jobs SET status = $4, finished_at = now(), lease = NULL, lease_expires_at = NULL
+             WHERE id = $1 AND lease = $2 AND status = $3",
         )
         .bind(job)
         .bind(lease)
+        .bind(Running)
+        .bind(Canceled)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -265,12 +299,14 @@ impl Store {
     /// A worker shutting down hands its job back: queued again, the attempt not counted.
     pub async fn release(&self, job: Uuid, lease: Uuid) -> Result<bool, StoreError> {
         let n = sqlx::query(
-            "UPDATE jobs SET status = 'queued', lease = NULL, lease_expires_at = NULL, worker_id = NULL,
+            "UPDATE jobs SET status = $4, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
                  attempts = greatest(attempts - 1, 0), progress_step = 0, started_at = NULL
-             WHERE id = $1 AND lease = $2 AND status = 'running'",
+             WHERE id = $1 AND lease = $2 AND status = $3",
         )
         .bind(job)
         .bind(lease)
+        .bind(Running)
+        .bind(Queued)
         .execute(self.pool())
         .await?
         .rows_affected();
@@ -283,17 +319,20 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         let rows: Vec<Requeued> = sqlx::query_as(
             "UPDATE jobs SET
-                 status = CASE WHEN cancel_requested THEN 'canceled'::job_status
-                               WHEN attempts >= $1 THEN 'failed'::job_status ELSE 'queued'::job_status END,
+                 status = CASE WHEN cancel_requested THEN $3 WHEN attempts >= $1 THEN $4 ELSE $5 END,
                  error = CASE WHEN cancel_requested THEN error
                               WHEN attempts >= $1 THEN format('the worker stopped responding on all %s deliveries', attempts)
                               ELSE format('the worker stopped responding (delivery %s); retrying', attempts) END,
                  finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() ELSE NULL END,
                  lease = NULL, lease_expires_at = NULL, worker_id = NULL, progress_step = 0
-             WHERE status = 'running' AND lease_expires_at < now()
+             WHERE status = $2 AND lease_expires_at < now()
              RETURNING id, tenant_id, model, status",
         )
         .bind(max_attempts)
+        .bind(Running)
+        .bind(Canceled)
+        .bind(Failed)
+        .bind(Queued)
         .fetch_all(&mut *tx)
         .await?;
         for r in rows.iter().filter(|r| r.status.is_terminal()) {
@@ -305,7 +344,18 @@ impl Store {
 
     /// Every queued job, oldest first: what Redis must deliver.
     pub async fn queued_jobs(&self) -> Result<Vec<Requeued>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, tenant_id, model, status FROM jobs WHERE status = 'queued' AND NOT cancel_requested ORDER BY id")
+        Ok(sqlx::query_as("SELECT id, tenant_id, model, status FROM jobs WHERE status = $1 AND NOT cancel_requested ORDER BY id")
+            .bind(Queued)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    /// The tenant's queued and running jobs, oldest first.
+    pub async fn unfinished_jobs(&self, tenant: Uuid) -> Result<Vec<Job>, StoreError> {
+        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND status IN ($2, $3) ORDER BY id"))
+            .bind(tenant)
+            .bind(Queued)
+            .bind(Running)
             .fetch_all(self.pool())
             .await?)
     }
@@ -321,8 +371,11 @@ impl Store {
 
     /// Of `ids`, those that have reached a terminal state (one query for all waiters).
     pub async fn finished_among(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, StoreError> {
-        let rows: Vec<(Uuid,)> = sqlx::query_as("SELECT id FROM jobs WHERE id = ANY ($1) AND status IN ('succeeded', 'failed', 'canceled')")
+        let rows: Vec<(Uuid,)> = sqlx::query_as("SELECT id FROM jobs WHERE id = ANY ($1) AND status IN ($2, $3, $4)")
             .bind(ids)
+            .bind(Succeeded)
+            .bind(Failed)
+            .bind(Canceled)
             .fetch_all(self.pool())
             .await?;
         Ok(rows.into_iter().map(|(id,)| id).collect())

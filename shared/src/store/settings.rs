@@ -1,10 +1,9 @@
-//! Per-tenant settings: opaque key/value pairs (JSON values) that the API keeps for a tenant,
-//! and the tenant's unfinished jobs. What the keys mean is up to the caller (a dialect).
+//! Per-tenant settings: opaque key/value pairs (JSON values) that the API keeps for a tenant.
+//! What the keys mean is up to the caller (a dialect).
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Store, StoreError};
-use crate::job::Job;
 
 impl Store {
     /// Every setting of the tenant, by key.
@@ -30,17 +29,5 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    /// The tenant's queued and running jobs, oldest first.
-    pub async fn unfinished_jobs(&self, tenant: Uuid) -> Result<Vec<Job>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error,
-                    created_at, started_at, finished_at
-             FROM jobs WHERE tenant_id = $1 AND status IN ('queued', 'running') ORDER BY id",
-        )
-        .bind(tenant)
-        .fetch_all(self.pool())
-        .await?)
     }
 }
