@@ -143,24 +143,7 @@ pub fn response(done: &JobWithImages, t: &Translated) -> GenerateResponse {
     let n = u64::from(r.num_images);
     let all_seeds: Vec<u64> = (0..n).map(|i| seed + i).collect();
     let (width, height) = (r.width.unwrap_or(0), r.height.unwrap_or(0));
-    let infotexts: Vec<String> = all_seeds
-        .iter()
-        .map(|&s| {
-            Infotext {
-                prompt: &r.prompt,
-                negative_prompt: r.negative_prompt.as_deref(),
-                steps: r.steps,
-                sampler: &r.sampler,
-                guidance_scale: r.guidance_scale,
-                seed: s,
-                width,
-                height,
-                model: &r.model,
-                denoising_strength: r.strength.filter(|_| t.img2img),
-            }
-            .to_string()
-        })
-        .collect();
+    let infotexts: Vec<String> = all_seeds.iter().map(|&s| Infotext::new(r, s, (width, height), &r.model).to_string()).collect();
     let timestamp = done.job.started_at.unwrap_or(done.job.created_at).format("%Y%m%d%H%M%S").to_string();
     let schedule = if t.sampler.karras { "Karras" } else { "Automatic" };
     let negative = r.negative_prompt.clone().unwrap_or_default();
