@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): fetch ONNX Runtime's library if missing, then run
-# every test of the workspace against it, then the client tests (tools/client-tests.sh).
+# The project's test command (README, CI): formatting and lints first (cheap, and a habit), then
+# fetch ONNX Runtime's library if missing, run every test of the workspace against it, then the
+# client tests (tools/client-tests.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# rustfmt and clippy ship with rustup's default profile; install them where a minimal one lacks them.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 tools/setup-ort.sh
 # The end-to-end tests run the real binaries: build them first (cargo test alone does not).
 cargo build --workspace --locked --bins

@@ -97,8 +97,11 @@ async fn every_route_answers_401_before_reading_the_body() {
     }
 }
 
-/// A request of each dialect, valid in itself, and what its 503 must look like.
-fn dialect_requests() -> Vec<(&'static str, &'static str, Value, fn(&Value) -> bool)> {
+/// A request (method, path, body) valid in itself, and whether an error body has its dialect's shape.
+type DialectRequest = (&'static str, &'static str, Value, fn(&Value) -> bool);
+
+/// A request of each dialect, and what its 503 must look like.
+fn dialect_requests() -> Vec<DialectRequest> {
     vec![
         ("POST", "/v1/jobs", json!({"model": "tiny", "prompt": "p"}), |b| b["error"]["type"] == "unavailable"),
         ("GET", "/v1/jobs", Value::Null, |b| b["error"]["type"] == "unavailable"),
