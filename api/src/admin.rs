@@ -1,8 +1,8 @@
-//! The administration subcommands: `migrate`, `tenant create|list`, `token issue|revoke`. Each
+//! The administration subcommands: `migrate`, `tenant create|list|set`, `token issue|revoke`. Each
 //! runs against a store that is already connected and migrated, and prints what it did.
-use darkroom_shared::store::{Store, StoreError};
+use darkroom_shared::store::{LimitsUpdate, Store, StoreError};
 
-use crate::cli::{Command, TenantCommand, TokenCommand};
+use crate::cli::{Command, Limit, TenantCommand, TokenCommand};
 
 /// Run one administration command (`serve` is not one).
 pub async fn run(store: &Store, command: &Command) -> Result<(), StoreError> {
@@ -24,11 +24,54 @@ pub async fn run(store: &Store, command: &Command) -> Result<(), StoreError> {
                 println!("no tenants yet: create one with `darkroom-api tenant create NAME`");
                 return Ok(());
             }
-            let width = tenants.iter().map(|t| t.name.chars().count()).max().unwrap_or(4).max(4);
-            println!("{:width$}  {:36}  {:20}  ACTIVE TOKENS", "NAME", "ID", "CREATED");
-            for t in tenants {
-                println!("{:width$}  {:36}  {:20}  {}", t.name, t.id, t.created_at.format("%Y-%m-%d %H:%M:%S"), t.active_tokens);
+            let width = tenants.iter().map(|t| t.tenant.name.chars().count()).max().unwrap_or(4).max(4);
+            println!(
+                "{:width$}  {:36}  {:19}  {:>8}  {:>5}  {:>10}  {:>11}  {:>6}  ACTIVE TOKENS",
+                "NAME", "ID", "CREATED", "RATE/MIN", "BURST", "MAX QUEUED", "MAX RUNNING", "WEIGHT"
+            );
+            for row in tenants {
+                let (t, l) = (&row.tenant, &row.tenant.limits);
+                println!(
+                    "{:width$}  {:36}  {:19}  {:>8}  {:>5}  {:>10}  {:>11}  {:>6}  {}",
+                    t.name,
+                    t.id,
+                    t.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    shown(l.rate_per_minute),
+                    shown(l.burst),
+                    shown(l.max_queued),
+                    shown(l.max_running),
+                    shown(l.weight),
+                    row.active_tokens
+                );
             }
+            println!("(* = the serve-wide default: see `darkroom-api serve --help`; 0 = no limit)");
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Set { name, rate, burst, max_queued, max_running, weight }) => {
+            if *burst == Some(Limit::Value(0)) {
+                return Err(StoreError::Conflict("--burst must be at least 1".into()));
+            }
+            if *weight == Some(Limit::Value(0.0)) {
+                return Err(StoreError::Conflict("--weight must be above 0".into()));
+            }
+            let update = LimitsUpdate {
+                rate_per_minute: rate.map(Limit::value),
+                burst: burst.map(Limit::value),
+                max_queued: max_queued.map(Limit::value),
+                max_running: max_running.map(Limit::value),
+                weight: weight.map(Limit::value),
+            };
+            let t = store.set_tenant_limits(name, &update).await?;
+            let l = t.limits;
+            println!(
+                "tenant {}: rate {}/min, burst {}, max queued {}, max running {}, weight {} (* = serve-wide default)",
+                t.name,
+                shown(l.rate_per_minute),
+                shown(l.burst),
+                shown(l.max_queued),
+                shown(l.max_running),
+                shown(l.weight)
+            );
             Ok(())
         }
         Command::Token(TokenCommand::Issue { tenant }) => {
@@ -45,4 +88,9 @@ pub async fn run(store: &Store, command: &Command) -> Result<(), StoreError> {
             Ok(())
         }
     }
+}
+
+/// A tenant's own limit, or `*` for the serve-wide default.
+fn shown<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "*".into())
 }

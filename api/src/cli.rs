@@ -49,6 +49,28 @@ pub struct ServeArgs {
     pub model_aliases: Vec<(String, String)>,
     #[command(flatten)]
     pub delivery: DeliveryPolicy,
+    #[command(flatten)]
+    pub tenant_defaults: TenantDefaults,
+}
+
+/// The limits of tenants that have none of their own (`darkroom-api tenant set`).
+#[derive(Args, Clone, Copy, Debug)]
+pub struct TenantDefaults {
+    /// Jobs a minute a tenant may submit, sustained, on every route that creates work (0: no limit).
+    #[arg(long, env = "DARKROOM_DEFAULT_RATE", default_value_t = 600.0, value_parser = at_least_zero)]
+    pub default_rate: f64,
+    /// Jobs a tenant may submit at once above the sustained rate.
+    #[arg(long, env = "DARKROOM_DEFAULT_BURST", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..))]
+    pub default_burst: u32,
+    /// Queued plus running jobs a tenant may have (0: no quota).
+    #[arg(long, env = "DARKROOM_DEFAULT_MAX_QUEUED", default_value_t = 1000)]
+    pub default_max_queued: u32,
+    /// Jobs of a tenant running at once across all workers (0: no cap).
+    #[arg(long, env = "DARKROOM_DEFAULT_MAX_RUNNING", default_value_t = 0)]
+    pub default_max_running: u32,
+    /// A tenant's share of GPU time relative to others.
+    #[arg(long, env = "DARKROOM_DEFAULT_WEIGHT", default_value_t = 1.0, value_parser = above_zero)]
+    pub default_weight: f64,
 }
 
 /// `ALIAS=MODEL`, both non-empty.
@@ -66,8 +88,66 @@ pub enum TenantCommand {
         /// The tenant's unique name.
         name: String,
     },
-    /// List tenants with their number of active tokens.
+    /// List tenants with their limits (`*`: the serve-wide default) and active tokens.
     List,
+    /// Set a tenant's limits; each takes effect within seconds, without a restart. `default`
+    /// returns a limit to the serve-wide default (`darkroom-api serve --help`); 0 means no limit
+    /// for the rate, the quota and the running cap.
+    Set {
+        /// The tenant's name.
+        name: String,
+        /// Jobs a minute, sustained (every route that creates work counts).
+        #[arg(long, value_name = "PER_MINUTE|default", value_parser = limit::<f64>)]
+        rate: Option<Limit<f64>>,
+        /// Jobs that may arrive at once above the sustained rate (at least 1).
+        #[arg(long, value_name = "N|default", value_parser = limit::<i32>)]
+        burst: Option<Limit<i32>>,
+        /// Queued plus running jobs at most; over it, submissions are refused with 429.
+        #[arg(long, value_name = "N|default", value_parser = limit::<i32>)]
+        max_queued: Option<Limit<i32>>,
+        /// Running jobs at most, across all workers; the others wait while other tenants run.
+        #[arg(long, value_name = "N|default", value_parser = limit::<i32>)]
+        max_running: Option<Limit<i32>>,
+        /// Share of GPU time relative to other tenants (1 = equal; 3 = three times as much).
+        #[arg(long, value_name = "W|default", value_parser = limit::<f64>)]
+        weight: Option<Limit<f64>>,
+    },
+}
+
+fn at_least_zero(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| format!("expected a number of at least 0, got {raw:?}"))
+}
+
+fn above_zero(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).ok_or_else(|| format!("expected a number above 0, got {raw:?}"))
+}
+
+/// A limit given to `tenant set`: a value, or `default` (the serve-wide default).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Limit<T> {
+    Default,
+    Value(T),
+}
+
+impl<T> Limit<T> {
+    /// `None`: the default; `Some(v)`: the value.
+    pub fn value(self) -> Option<T> {
+        match self {
+            Limit::Default => None,
+            Limit::Value(v) => Some(v),
+        }
+    }
+}
+
+/// A limit's value: `default`, or a non-negative number.
+fn limit<T: std::str::FromStr + PartialOrd + Default>(raw: &str) -> Result<Limit<T>, String> {
+    if raw.eq_ignore_ascii_case("default") {
+        return Ok(Limit::Default);
+    }
+    match raw.parse::<T>() {
+        Ok(v) if v >= T::default() => Ok(Limit::Value(v)),
+        _ => Err(format!("expected a non-negative number or `default`, got {raw:?}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

@@ -74,7 +74,7 @@ from_errors!(ApiError, darkroom_shared::store::StoreError, darkroom_shared::vali
 impl<D: Dialect> IntoResponse for DialectError<D> {
     fn into_response(self) -> Response {
         let public = self.0.public(D::NAME, D::field_name);
-        let (status, retry_after) = (public.status, public.retry_after);
+        let (status, retry_after, extra) = (public.status, public.retry_after, public.headers.clone());
         let bad_input = self.0.is_bad_input();
         let mut response = D::render(public);
         // Only a bad input may change its code; everything else keeps the policy's status.
@@ -84,6 +84,11 @@ impl<D: Dialect> IntoResponse for DialectError<D> {
         let headers = response.headers_mut();
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in extra {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(D::CHALLENGE));

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use darkroom_shared::job::JobStatus;
+use darkroom_shared::ratelimit::Rate;
 use darkroom_shared::store::StoreError;
 use darkroom_shared::validate::ValidationError;
 use uuid::Uuid;
 
 /// How long a client is asked to wait before retrying after a 503.
 pub const RETRY_AFTER_UNAVAILABLE: Duration = Duration::from_secs(5);
+/// How long a tenant at its quota is asked to wait: until some of its jobs have finished.
+pub const RETRY_AFTER_QUOTA: Duration = Duration::from_secs(5);
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,12 @@ pub enum ApiError {
     /// The route exists but not for this method (405).
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
+    /// The tenant's rate limit is spent (429, retry after `retry_after`).
+    #[error("the rate limit of {} jobs a minute (burst {}) is reached; retry in {} s", rate.per_minute, rate.burst, whole_secs(*retry_after))]
+    RateLimited { retry_after: Duration, rate: Rate },
+    /// The tenant is at one of its quotas: `limit` names it, `value` is its value (429).
+    #[error("the tenant has {value} queued or running jobs, its limit ({limit}); submit again when some have finished")]
+    QuotaExceeded { limit: &'static str, value: i64 },
     /// No live worker serves the model yet (503, retry after about `estimated`).
     #[error("Model {model} is currently loading")]
     ModelLoading { model: String, estimated: Duration },
@@ -85,6 +94,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::QuotaExceeded { max_queued } => ApiError::QuotaExceeded { limit: "max_queued", value: max_queued },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -106,6 +116,13 @@ pub struct PublicError<'a> {
     pub allowed: Option<&'a [String]>,
     /// Whole seconds after which a retry may succeed (503s and 429s).
     pub retry_after: Option<u64>,
+    /// Further response headers (the rate limit's).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Seconds, rounded up.
+fn whole_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 impl ApiError {
@@ -121,6 +138,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::QuotaExceeded { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
             ApiError::ModelLoading { .. } => (StatusCode::SERVICE_UNAVAILABLE, "model_loading"),
             ApiError::NoModels => (StatusCode::SERVICE_UNAVAILABLE, "no_models"),
             ApiError::JobFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "job_failed"),
@@ -151,6 +170,8 @@ impl ApiError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             ApiError::ModelLoading { estimated, .. } => Some(*estimated),
+            ApiError::RateLimited { retry_after, .. } => Some((*retry_after).max(Duration::from_secs(1))),
+            ApiError::QuotaExceeded { .. } => Some(RETRY_AFTER_QUOTA),
             ApiError::NoModels | ApiError::ShuttingDown(_) | ApiError::Unavailable(_) => Some(RETRY_AFTER_UNAVAILABLE),
             _ => None,
         }
@@ -198,8 +219,15 @@ impl ApiError {
             ApiError::Invalid(e) => e.allowed(),
             _ => None,
         };
-        let retry_after = self.retry_after().map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0));
-        PublicError { error: self, status, kind, message, field, allowed, retry_after }
+        let retry_after = self.retry_after().map(whole_secs);
+        let mut headers = Vec::new();
+        if let ApiError::RateLimited { rate, retry_after: wait } = self {
+            // The IETF RateLimit headers (draft-ietf-httpapi-ratelimit-headers): the policy is
+            // the sustained rate over a minute (with its burst); nothing is left until `t`.
+            headers.push(("ratelimit-policy", format!("\"jobs\";q={};w=60;burst={}", rate.per_minute.round() as u64, rate.burst)));
+            headers.push(("ratelimit", format!("\"jobs\";r=0;t={}", whole_secs(*wait))));
+        }
+        PublicError { error: self, status, kind, message, field, allowed, retry_after, headers }
     }
 }
 

@@ -9,6 +9,7 @@ mod dialects;
 mod error;
 mod extract;
 mod json;
+mod limits;
 mod routes;
 mod serve;
 mod service;

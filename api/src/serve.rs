@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::cli::ServeArgs;
+use crate::limits;
 use crate::service::{Service, Settings};
 use crate::wait::{self, Waiters};
 
@@ -59,12 +60,14 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         worker_live: delivery.worker_live(),
         default_model: args.default_model.clone(),
         model_aliases: args.model_aliases.clone(),
+        tenant_defaults: args.tenant_defaults,
     };
     let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
 
     let mut tasks = JoinSet::new();
     tasks.spawn(wait::listen(store.clone(), waiters.clone(), shutdown.clone()));
     tasks.spawn(wait::sweep(store.clone(), waiters, SWEEP_EVERY, shutdown.clone()));
+    tasks.spawn(limits::sync(store.clone(), queue.clone(), args.tenant_defaults, delivery.recovery_every(), shutdown.clone()));
     tasks.spawn(recovery::run(store, queue, delivery.max_attempts, delivery.recovery_every(), shutdown.clone().cancelled_owned()));
 
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|source| ServeError::Bind { addr: args.listen.clone(), source })?;

@@ -4,8 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use darkroom_shared::cost;
+use darkroom_shared::family::Family;
 use darkroom_shared::job::{ImageMeta, Job, JobStatus};
 use darkroom_shared::queue::Queue;
+use darkroom_shared::ratelimit::{Rate, RateLimiter};
 use darkroom_shared::request::GenerationRequest;
 use darkroom_shared::store::{ModelInfo, Store, Tenant};
 use darkroom_shared::validate::{self, Limits};
@@ -13,7 +16,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::cli::TenantDefaults;
 use crate::error::ApiError;
+use crate::limits::Effective;
 use crate::wait::Waiters;
 
 /// Limits and windows the service applies.
@@ -29,6 +34,8 @@ pub struct Settings {
     pub default_model: Option<String>,
     /// Names the dialects accept for catalog models (alias, model id), e.g. Hyperbolic's `SD1.5`.
     pub model_aliases: Vec<(String, String)>,
+    /// The limits of tenants that have none of their own.
+    pub tenant_defaults: TenantDefaults,
 }
 
 /// A job with what its views show: image metadata and, while queued, its queue position.
@@ -115,6 +122,7 @@ pub struct Readiness {
 pub struct Service {
     store: Store,
     queue: Queue,
+    rate_limiter: RateLimiter,
     waiters: Waiters,
     settings: Settings,
     shutdown: CancellationToken,
@@ -126,7 +134,8 @@ fn not_found(id: Uuid) -> ApiError {
 
 impl Service {
     pub fn new(store: Store, queue: Queue, waiters: Waiters, settings: Settings, shutdown: CancellationToken) -> Arc<Service> {
-        Arc::new(Service { store, queue, waiters, settings, shutdown })
+        let rate_limiter = RateLimiter::new(queue.pool().clone(), queue.prefix());
+        Arc::new(Service { store, queue, rate_limiter, waiters, settings, shutdown })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -152,7 +161,12 @@ impl Service {
     /// Validate `request` against `catalog`, store it as a queued job, then enqueue it. A
     /// failed enqueue (Redis down) still leaves a queued job: recovery finds it in Postgres and
     /// enqueues it once Redis answers.
-    pub async fn submit(&self, tenant: Uuid, request: GenerationRequest, catalog: &[ModelInfo]) -> Result<Job, ApiError> {
+    ///
+    /// Admission comes first: the tenant's rate limit (every route that creates work comes
+    /// here), then, once the request is valid, its quota of queued and running jobs.
+    pub async fn submit(&self, tenant: &Tenant, request: GenerationRequest, catalog: &[ModelInfo]) -> Result<Job, ApiError> {
+        let effective = Effective::of(&tenant.limits, &self.settings.tenant_defaults);
+        self.check_rate(tenant.id, effective.rate).await?;
         let limits = Limits { max_init_image_bytes: self.settings.max_body_bytes as u64 };
         let request = if request.init_image.is_some() {
             // Decoding an image is CPU work: keep it off the async executor.
@@ -163,11 +177,31 @@ impl Service {
         } else {
             validate::validate(&request, catalog, &limits)?
         };
-        let job = self.store.insert_job(tenant, &request).await?;
-        if let Err(e) = self.queue.enqueue(&job.model, tenant, job.id).await {
+        let family = catalog.iter().find(|m| m.id == request.model).map(|m| m.family).unwrap_or(Family::Sd);
+        let cost = cost::job_cost(&request, family);
+        let quota = (effective.max_queued > 0).then_some(i64::from(effective.max_queued));
+        let job = self.store.admit_job(tenant.id, &request, cost, quota).await?;
+        let queued = async {
+            self.queue.set_limits(&[(tenant.id, effective.scheduling())]).await?;
+            self.queue.enqueue(&job.model, tenant.id, job.id, cost).await
+        };
+        if let Err(e) = queued.await {
             tracing::warn!(job = %job.id, "could not enqueue the job in Redis ({e}); it stays queued in Postgres and recovery enqueues it");
         }
         Ok(job)
+    }
+
+    /// Count a request against the tenant's rate. While Redis cannot be reached, requests are
+    /// let through (logged): the quota in Postgres still bounds what a tenant can queue.
+    async fn check_rate(&self, tenant: Uuid, rate: Rate) -> Result<(), ApiError> {
+        match self.rate_limiter.take(tenant, rate).await {
+            Ok(d) if d.allowed => Ok(()),
+            Ok(d) => Err(ApiError::RateLimited { retry_after: d.retry_after, rate }),
+            Err(e) => {
+                tracing::warn!(%tenant, "rate limit not checked, Redis does not answer: {e}");
+                Ok(())
+            }
+        }
     }
 
     /// Submit `submission` and wait for its job as `wait` says: the one submit-and-wait of
@@ -176,8 +210,9 @@ impl Service {
     /// job as it stands, and for [`Wait::UntilDone`] a [`ApiError::WaitExpired`] after canceling
     /// the job. A server shutting down ends the wait: the job as it stands for `UpTo`, and
     /// [`ApiError::ShuttingDown`] for `UntilDone` (the job goes on).
-    pub async fn submit_and_wait(&self, tenant: Uuid, submission: Submission, catalog: &[ModelInfo], wait: Wait) -> Result<Outcome, ApiError> {
+    pub async fn submit_and_wait(&self, tenant: &Tenant, submission: Submission, catalog: &[ModelInfo], wait: Wait) -> Result<Outcome, ApiError> {
         let job = self.submit(tenant, submission.request, catalog).await?;
+        let tenant = tenant.id;
         if let Some(key) = &submission.cache_key {
             self.store.set_cache_key(job.id, key).await?;
         }
@@ -204,7 +239,7 @@ impl Service {
 
     /// [`Service::submit_and_wait`] for the dialects that block until the job ends (at most
     /// `limit`): the finished job, whatever its status.
-    pub async fn run_to_end(&self, tenant: Uuid, submission: Submission, catalog: &[ModelInfo], limit: Duration) -> Result<JobWithImages, ApiError> {
+    pub async fn run_to_end(&self, tenant: &Tenant, submission: Submission, catalog: &[ModelInfo], limit: Duration) -> Result<JobWithImages, ApiError> {
         match self.submit_and_wait(tenant, submission, catalog, Wait::UntilDone(limit)).await? {
             Outcome::Done(done) => Ok(done),
             Outcome::Pending(d) => Err(ApiError::Internal(format!("the wait for job {} ended while it was unfinished", d.job.id))),

@@ -44,6 +44,8 @@ pub struct Job {
     #[sqlx(json)]
     pub request: GenerationRequest,
     pub status: JobStatus,
+    /// The estimated GPU cost (`darkroom_shared::cost`).
+    pub cost: f64,
     pub attempts: i32,
     pub progress_step: i32,
     pub progress_total: i32,
@@ -84,6 +86,8 @@ pub struct Claim {
     pub lease: Uuid,
     pub attempts: i32,
     pub request: GenerationRequest,
+    /// The estimated GPU cost, to queue the job again with.
+    pub cost: f64,
 }
 
 /// What a worker learns when it renews its lease or reports progress.
@@ -102,4 +106,6 @@ pub struct Requeued {
     pub tenant_id: Uuid,
     pub model: String,
     pub status: JobStatus,
+    /// The estimated GPU cost (`darkroom_shared::cost`), which fair queuing needs.
+    pub cost: f64,
 }

@@ -27,6 +27,8 @@ pub struct Report {
     pub ended: usize,
     /// Queued jobs Redis did not know (a push that failed, a claim lost in a Postgres crash).
     pub reconciled: usize,
+    /// Running slots of jobs that had ended without their worker freeing them.
+    pub freed: usize,
 }
 
 /// One recovery pass.
@@ -35,30 +37,46 @@ pub async fn recover(store: &Store, queue: &Queue, max_attempts: i32) -> Result<
     let queued = store.queued_jobs().await?;
     if queue.claim_epoch().await? {
         for job in &queued {
-            queue.enqueue(&job.model, job.tenant_id, job.id).await?;
+            queue.enqueue(&job.model, job.tenant_id, job.id, job.cost).await?;
         }
+        queue.mark_running(&store.running_jobs().await?).await?;
         report.rebuilt = Some(queued.len());
     } else {
         let ids: Vec<_> = queued.iter().map(|j| j.id).collect();
         let unknown: std::collections::HashSet<_> = queue.unknown(&ids).await?.into_iter().collect();
         for job in queued.iter().filter(|j| unknown.contains(&j.id)) {
-            queue.enqueue(&job.model, job.tenant_id, job.id).await?;
+            queue.enqueue(&job.model, job.tenant_id, job.id, job.cost).await?;
             report.reconciled += 1;
         }
     }
     for d in queue.take_expired_deliveries().await? {
-        if store.job_status(d.job).await? == Some(JobStatus::Queued) {
-            queue.requeue_front(&d.model, d.tenant, d.job).await?;
-            report.redelivered += 1;
+        match store.queued_cost(d.job).await? {
+            Some(cost) => {
+                queue.requeue_front(&d.model, d.tenant, d.job, cost).await?;
+                report.redelivered += 1;
+            }
+            // Claimed meanwhile (its running slot stays) or ended (freed below).
+            None => queue.ack(&d, true).await?,
         }
     }
     for job in store.expire_leases(max_attempts).await? {
         if job.status == JobStatus::Queued {
-            queue.enqueue(&job.model, job.tenant_id, job.id).await?;
+            // Its worker died: back at the front of its tenant's queue, where it was.
+            queue.requeue_front(&job.model, job.tenant_id, job.id, job.cost).await?;
             report.requeued += 1;
         } else {
+            queue.forget_running(&[(job.tenant_id, job.id)]).await?;
             report.ended += 1;
         }
+    }
+    // Running slots of jobs that ended without their worker freeing them (it died in between).
+    let running = queue.running().await?;
+    if !running.is_empty() {
+        let ids: Vec<_> = running.iter().map(|(_, job)| *job).collect();
+        let finished: std::collections::HashSet<_> = store.finished_among(&ids).await?.into_iter().collect();
+        let stale: Vec<_> = running.into_iter().filter(|(_, job)| finished.contains(job)).collect();
+        report.freed = stale.len();
+        queue.forget_running(&stale).await?;
     }
     Ok(report)
 }
@@ -75,7 +93,7 @@ pub async fn run(store: Store, queue: Queue, max_attempts: i32, every: Duration,
         }
         match recover(&store, &queue, max_attempts).await {
             Ok(r) if r == Report::default() => {}
-            Ok(r) => tracing::info!(?r.rebuilt, r.redelivered, r.requeued, r.ended, r.reconciled, "recovery"),
+            Ok(r) => tracing::info!(?r.rebuilt, r.redelivered, r.requeued, r.ended, r.reconciled, r.freed, "recovery"),
             Err(e) => tracing::warn!("recovery pass failed: {e}"),
         }
     }

@@ -91,8 +91,8 @@ async fn take_job(env: &ServiceEnv, model: &str) -> darkroom_shared::job::Claim 
     let store = env.store().await;
     let until = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(d) = queue.dequeue(&[model.to_string()], 0, Duration::from_secs(30)).await.expect("dequeue") {
-            queue.ack(&d).await.expect("ack");
+        if let Some(d) = queue.dequeue(&[model.to_string()], Duration::from_secs(30)).await.expect("dequeue") {
+            queue.ack(&d, true).await.expect("ack");
             if let Some(claim) = store.claim(d.job, Uuid::new_v4(), Duration::from_secs(30)).await.expect("claim") {
                 return claim;
             }

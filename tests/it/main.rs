@@ -6,6 +6,7 @@ mod dialect_a1111;
 mod dialects_hf;
 mod dialects_hyperbolic;
 mod helpers;
+mod limits;
 mod pipeline;
 mod service;
 mod workers;

@@ -105,9 +105,8 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
     ));
 
     let mut waiter = queue.blocking_connection().await?;
-    let mut start = 0usize;
     while !shutdown.is_cancelled() {
-        let delivery = match queue.dequeue(&names, start, settings.redeliver_after).await {
+        let delivery = match queue.dequeue(&names, settings.redeliver_after).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("dequeue failed: {e}; retrying");
@@ -115,7 +114,6 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
                 continue;
             }
         };
-        start = start.wrapping_add(1);
         let Some(delivery) = delivery else {
             tokio::select! {
                 r = queue.wait(&mut waiter, &names, Duration::from_secs(1)) => {
@@ -168,7 +166,7 @@ async fn handle(
     shutdown: &CancellationToken,
 ) -> Result<(), ServiceError> {
     let claim = store.claim(d.job, s.worker_id, s.lease).await;
-    if let Err(e) = queue.ack(d).await {
+    if let Err(e) = queue.ack(d, matches!(claim, Ok(Some(_)))).await {
         tracing::warn!(job = %d.job, "acknowledging the delivery failed: {e}");
     }
     let Some(claim) = claim? else {
@@ -251,23 +249,36 @@ async fn finish(
     s: &Settings,
 ) -> Result<(), ServiceError> {
     let id = claim.job_id;
-    match result {
+    // Whether this worker ended its hold on the job (its running slot is then free); a worker
+    // that lost its lease leaves the slot to the job's new holder.
+    let ended = match result {
         Ok((images, compute)) => {
-            if store.complete_timed(id, claim.lease, &images, Some(compute)).await? {
+            let done = store.complete_timed(id, claim.lease, &images, Some(compute)).await?;
+            if done {
                 tracing::info!(job = %id, images = images.len(), "job succeeded");
             } else {
                 tracing::warn!(job = %id, "finished after losing the lease: result discarded");
             }
+            done
         }
         Err(PipelineError::Canceled) => {
             if reasons.handing_back.load(Ordering::SeqCst) {
-                store.release(id, claim.lease).await?;
-                queue.enqueue(&claim.model, claim.tenant_id, id).await?;
-                tracing::info!(job = %id, "handed back to the queue");
+                let released = store.release(id, claim.lease).await?;
+                if released {
+                    queue.release(claim.tenant_id, id, &claim.model).await?;
+                    queue.requeue_front(&claim.model, claim.tenant_id, id, claim.cost).await?;
+                    tracing::info!(job = %id, "handed back to the queue");
+                }
+                false
             } else if reasons.lease_lost.load(Ordering::SeqCst) {
                 tracing::warn!(job = %id, "stopped: the lease was lost to another worker");
-            } else if store.mark_canceled(id, claim.lease).await? {
-                tracing::info!(job = %id, "canceled");
+                false
+            } else {
+                let canceled = store.mark_canceled(id, claim.lease).await?;
+                if canceled {
+                    tracing::info!(job = %id, "canceled");
+                }
+                canceled
             }
         }
         Err(e) => {
@@ -275,13 +286,24 @@ async fn finish(
             let message = e.to_string();
             match store.fail(id, claim.lease, &message, retry, s.max_attempts).await? {
                 Some(JobStatus::Queued) => {
-                    queue.enqueue(&claim.model, claim.tenant_id, id).await?;
+                    queue.release(claim.tenant_id, id, &claim.model).await?;
+                    queue.enqueue(&claim.model, claim.tenant_id, id, claim.cost).await?;
                     tracing::warn!(job = %id, "attempt {} failed, retrying: {message}", claim.attempts);
+                    false
                 }
-                Some(status) => tracing::warn!(job = %id, "job {}: {message}", status.as_str()),
-                None => tracing::warn!(job = %id, "failed after losing the lease: {message}"),
+                Some(status) => {
+                    tracing::warn!(job = %id, "job {}: {message}", status.as_str());
+                    true
+                }
+                None => {
+                    tracing::warn!(job = %id, "failed after losing the lease: {message}");
+                    false
+                }
             }
         }
+    };
+    if ended {
+        queue.release(claim.tenant_id, id, &claim.model).await?;
     }
     Ok(())
 }

@@ -85,7 +85,7 @@ async fn generate(
 ) -> Answer<Json<serde_json::Value>> {
     let catalog = service.catalog().await?;
     let model = default_model(&service, &catalog)?;
-    let done = service.run_to_end(caller.tenant.id, translate(model, body).into(), &catalog, service.settings().max_wait).await?.succeeded()?;
+    let done = service.run_to_end(&caller.tenant, translate(model, body).into(), &catalog, service.settings().max_wait).await?.succeeded()?;
     let (_, bytes) = done.images.first().ok_or_else(|| ApiError::Internal("a succeeded job without images".into()))?;
     Ok(Json(json!({ "image": base64::engine::general_purpose::STANDARD.encode(bytes) })))
 }

@@ -139,7 +139,7 @@ async fn generate(
         return Err(ApiError::ModelLoading { model, estimated: ESTIMATED_LOAD }.into());
     }
     let submission = Submission { request, cache_key: Some(key) };
-    let done = service.run_to_end(caller.tenant.id, submission, &catalog, service.settings().max_wait).await?.succeeded()?;
+    let done = service.run_to_end(&caller.tenant, submission, &catalog, service.settings().max_wait).await?.succeeded()?;
     image_response(done, "darkroom")
 }
 

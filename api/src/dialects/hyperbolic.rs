@@ -43,6 +43,7 @@ impl Dialect for Hyperbolic {
         let status = if e.error.is_bad_input() { StatusCode::BAD_REQUEST } else { e.status };
         let (kind, code): (&str, Value) = match status {
             StatusCode::UNAUTHORIZED => ("authentication_error", json!("invalid_api_key")),
+            StatusCode::TOO_MANY_REQUESTS => ("rate_limit_error", json!(e.kind)),
             s if s.is_client_error() => ("invalid_request_error", json!(status.as_u16())),
             _ => ("server_error", json!(status.as_u16())),
         };
@@ -102,7 +103,7 @@ struct Generation {
 async fn generate(State(service): State<Arc<Service>>, caller: Caller<Hyperbolic>, JsonBody(body, _): JsonBody<Body, Hyperbolic>) -> Answer<Json<Generation>> {
     let request = translate(&service, body)?;
     let catalog = service.catalog().await?;
-    let done = service.run_to_end(caller.tenant.id, request.into(), &catalog, service.settings().max_wait).await?.succeeded()?;
+    let done = service.run_to_end(&caller.tenant, request.into(), &catalog, service.settings().max_wait).await?.succeeded()?;
     let images = done
         .images
         .iter()

@@ -41,7 +41,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let wait = preferred_wait(&headers).unwrap_or(Duration::ZERO);
     let catalog = service.catalog().await?;
-    let details = match service.submit_and_wait(caller.tenant.id, request.into(), &catalog, Wait::UpTo(wait)).await? {
+    let details = match service.submit_and_wait(&caller.tenant, request.into(), &catalog, Wait::UpTo(wait)).await? {
         Outcome::Done(done) => return Ok(Json(JobView::from(done)).into_response()),
         Outcome::Pending(details) => details,
     };

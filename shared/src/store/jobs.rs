@@ -13,7 +13,7 @@ use crate::request::GenerationRequest;
 
 /// The columns of a [`Job`]: every query that reads jobs selects (or returns) these.
 pub(super) const JOB_COLUMNS: &str =
-    "id, tenant_id, model, request, status, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
+    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 
@@ -30,15 +30,40 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl Store {
-    /// Record a new queued job.
+    /// Record a new queued job (of cost 1, with no quota: for tests and tools).
     pub async fn insert_job(&self, tenant: Uuid, request: &GenerationRequest) -> Result<Job, StoreError> {
-        Ok(sqlx::query_as(&format!("INSERT INTO jobs (id, tenant_id, model, request) VALUES ($1, $2, $3, $4) RETURNING {JOB_COLUMNS}"))
+        self.admit_job(tenant, request, 1.0, None).await
+    }
+
+    /// Record a new queued job of estimated `cost`, unless the tenant already has `max_queued`
+    /// queued or running jobs ([`StoreError::QuotaExceeded`]). Submissions of one tenant are
+    /// serialized by a transaction-scoped advisory lock, so concurrent ones cannot overshoot;
+    /// the count stops at the quota, so its cost does not grow with the tenant's backlog.
+    pub async fn admit_job(&self, tenant: Uuid, request: &GenerationRequest, cost: f64, max_queued: Option<i64>) -> Result<Job, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        if let Some(max) = max_queued {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))").bind(tenant).execute(&mut *tx).await?;
+            let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant_id = $1 AND status IN ($2, $3) LIMIT $4) AS unfinished")
+                .bind(tenant)
+                .bind(Queued)
+                .bind(Running)
+                .bind(max)
+                .fetch_one(&mut *tx)
+                .await?;
+            if n >= max {
+                return Err(StoreError::QuotaExceeded { max_queued: max });
+            }
+        }
+        let job = sqlx::query_as(&format!("INSERT INTO jobs (id, tenant_id, model, request, cost) VALUES ($1, $2, $3, $4, $5) RETURNING {JOB_COLUMNS}"))
             .bind(Uuid::now_v7())
             .bind(tenant)
             .bind(&request.model)
             .bind(Json(request))
-            .fetch_one(self.pool())
-            .await?)
+            .bind(cost)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(job)
     }
 
     /// One of the tenant's jobs; another tenant's job is not found.
@@ -169,6 +194,7 @@ impl Store {
             lease,
             attempts: job.attempts,
             request: job.request,
+            cost: job.cost,
         }))
     }
 
@@ -326,7 +352,7 @@ impl Store {
                  finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() ELSE NULL END,
                  lease = NULL, lease_expires_at = NULL, worker_id = NULL, progress_step = 0
              WHERE status = $2 AND lease_expires_at < now()
-             RETURNING id, tenant_id, model, status",
+             RETURNING id, tenant_id, model, status, cost",
         )
         .bind(max_attempts)
         .bind(Running)
@@ -344,7 +370,7 @@ impl Store {
 
     /// Every queued job, oldest first: what Redis must deliver.
     pub async fn queued_jobs(&self) -> Result<Vec<Requeued>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, tenant_id, model, status FROM jobs WHERE status = $1 AND NOT cancel_requested ORDER BY id")
+        Ok(sqlx::query_as("SELECT id, tenant_id, model, status, cost FROM jobs WHERE status = $1 AND NOT cancel_requested ORDER BY id")
             .bind(Queued)
             .fetch_all(self.pool())
             .await?)
@@ -363,6 +389,21 @@ impl Store {
     /// The worker's compute time of a finished job, in milliseconds.
     pub async fn compute_time_ms(&self, job: Uuid) -> Result<Option<f64>, StoreError> {
         Ok(sqlx::query_as::<_, (Option<f64>,)>("SELECT compute_ms FROM jobs WHERE id = $1").bind(job).fetch_optional(self.pool()).await?.and_then(|(ms,)| ms))
+    }
+
+    /// The cost of a job that is still queued (`None` once it is not).
+    pub async fn queued_cost(&self, id: Uuid) -> Result<Option<f64>, StoreError> {
+        Ok(sqlx::query_as::<_, (f64,)>("SELECT cost FROM jobs WHERE id = $1 AND status = $2")
+            .bind(id)
+            .bind(Queued)
+            .fetch_optional(self.pool())
+            .await?
+            .map(|(c,)| c))
+    }
+
+    /// Every running job, as (tenant, job).
+    pub async fn running_jobs(&self) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        Ok(sqlx::query_as("SELECT tenant_id, id FROM jobs WHERE status = $1").bind(Running).fetch_all(self.pool()).await?)
     }
 
     pub async fn job_status(&self, id: Uuid) -> Result<Option<JobStatus>, StoreError> {

@@ -14,7 +14,7 @@ mod tenants;
 
 pub use cache::cache_key;
 pub use catalog::{ModelEntry, ModelInfo};
-pub use tenants::{Tenant, TenantSummary, VISIBLE_PREFIX_LEN};
+pub use tenants::{LimitsUpdate, Tenant, TenantLimits, TenantSummary, VISIBLE_PREFIX_LEN};
 
 /// The channel on which job state changes are announced (payload: the job id).
 pub const JOB_CHANNEL: &str = "darkroom_jobs";
@@ -29,6 +29,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The tenant has `max_queued` queued or running jobs already.
+    #[error("the tenant has {max_queued} queued or running jobs, its quota (max_queued)")]
+    QuotaExceeded { max_queued: i64 },
 }
 
 impl StoreError {

@@ -12,18 +12,49 @@ const TOKEN_PREFIX: &str = "drk_";
 /// How many leading characters of a token are kept visible (`drk_` plus 8).
 pub const VISIBLE_PREFIX_LEN: usize = 12;
 
+/// The columns of a [`Tenant`] (in `SELECT`s that alias the table `t`).
+const TENANT_COLUMNS: &str = "t.id, t.name, t.created_at, t.rate_per_minute, t.burst, t.max_queued, t.max_running, t.weight";
+
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Tenant {
     pub id: Uuid,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub limits: TenantLimits,
+}
+
+/// A tenant's own limits; `None` is the serve-wide default. Zero means "no limit" for the rate,
+/// the quota and the running cap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, sqlx::FromRow)]
+pub struct TenantLimits {
+    /// Jobs a minute, sustained.
+    pub rate_per_minute: Option<f64>,
+    /// Jobs that may come at once, above the sustained rate.
+    pub burst: Option<i32>,
+    /// Queued plus running jobs at most.
+    pub max_queued: Option<i32>,
+    /// Running jobs at most, across all workers.
+    pub max_running: Option<i32>,
+    /// The tenant's share of GPU time relative to others (1: an equal share).
+    pub weight: Option<f64>,
+}
+
+/// A change to a tenant's limits: `None` leaves a limit as it is, `Some(None)` returns it to the
+/// serve-wide default, `Some(Some(v))` sets it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LimitsUpdate {
+    pub rate_per_minute: Option<Option<f64>>,
+    pub burst: Option<Option<i32>>,
+    pub max_queued: Option<Option<i32>>,
+    pub max_running: Option<Option<i32>>,
+    pub weight: Option<Option<f64>>,
 }
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct TenantSummary {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
+    #[sqlx(flatten)]
+    pub tenant: Tenant,
     pub active_tokens: i64,
 }
 
@@ -37,7 +68,7 @@ impl Store {
         if name.is_empty() || name.len() > 100 {
             return Err(StoreError::Conflict("a tenant name must be 1 to 100 characters".into()));
         }
-        sqlx::query_as("INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING id, name, created_at")
+        sqlx::query_as(&format!("INSERT INTO tenants AS t (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING {TENANT_COLUMNS}"))
             .bind(Uuid::now_v7())
             .bind(name)
             .fetch_optional(self.pool())
@@ -46,16 +77,50 @@ impl Store {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantSummary>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT t.id, t.name, t.created_at, count(k.id) FILTER (WHERE k.revoked_at IS NULL) AS active_tokens
-             FROM tenants t LEFT JOIN api_tokens k ON k.tenant_id = t.id GROUP BY t.id ORDER BY t.name",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TENANT_COLUMNS}, count(k.id) FILTER (WHERE k.revoked_at IS NULL) AS active_tokens
+             FROM tenants t LEFT JOIN api_tokens k ON k.tenant_id = t.id GROUP BY t.id ORDER BY t.name"
+        ))
         .fetch_all(self.pool())
         .await?)
     }
 
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>, StoreError> {
-        Ok(sqlx::query_as("SELECT id, name, created_at FROM tenants WHERE name = $1").bind(name).fetch_optional(self.pool()).await?)
+        Ok(sqlx::query_as(&format!("SELECT {TENANT_COLUMNS} FROM tenants t WHERE t.name = $1")).bind(name).fetch_optional(self.pool()).await?)
+    }
+
+    /// Change some of a tenant's limits; the tenant as it is then.
+    pub async fn set_tenant_limits(&self, name: &str, update: &LimitsUpdate) -> Result<Tenant, StoreError> {
+        // Each column: keep it ($n = false), or set it to the value that follows (NULL: the default).
+        sqlx::query_as(&format!(
+            "UPDATE tenants AS t SET
+                 rate_per_minute = CASE WHEN $2 THEN $3 ELSE rate_per_minute END,
+                 burst = CASE WHEN $4 THEN $5 ELSE burst END,
+                 max_queued = CASE WHEN $6 THEN $7 ELSE max_queued END,
+                 max_running = CASE WHEN $8 THEN $9 ELSE max_running END,
+                 weight = CASE WHEN $10 THEN $11 ELSE weight END
+             WHERE name = $1 RETURNING {TENANT_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(update.rate_per_minute.is_some())
+        .bind(update.rate_per_minute.flatten())
+        .bind(update.burst.is_some())
+        .bind(update.burst.flatten())
+        .bind(update.max_queued.is_some())
+        .bind(update.max_queued.flatten())
+        .bind(update.max_running.is_some())
+        .bind(update.max_running.flatten())
+        .bind(update.weight.is_some())
+        .bind(update.weight.flatten())
+        .fetch_optional(self.pool())
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("no tenant named {name:?}")))
+    }
+
+    /// Every tenant's own limits (for the queue's copy of weights and running caps).
+    pub async fn all_tenant_limits(&self) -> Result<Vec<(Uuid, TenantLimits)>, StoreError> {
+        let rows: Vec<Tenant> = sqlx::query_as(&format!("SELECT {TENANT_COLUMNS} FROM tenants t")).fetch_all(self.pool()).await?;
+        Ok(rows.into_iter().map(|t| (t.id, t.limits)).collect())
     }
 
     /// Issue a new token for `tenant`; the token itself is returned once and never stored.
@@ -98,10 +163,10 @@ impl Store {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
-        Ok(sqlx::query_as(
-            "SELECT t.id, t.name, t.created_at FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id
-             WHERE k.sha256 = $1 AND k.revoked_at IS NULL",
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {TENANT_COLUMNS} FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.sha256 = $1 AND k.revoked_at IS NULL"
+        ))
         .bind(hash(token))
         .fetch_optional(self.pool())
         .await?)

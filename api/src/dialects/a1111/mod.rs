@@ -72,7 +72,7 @@ async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img
     let model = checkpoint(service, &catalog, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT))?;
     let format = samples_format(overrides.get(SAMPLES_FORMAT).or(options.get(SAMPLES_FORMAT)))?;
     let t = translate::translate(merged, &fields, model, format, img2img)?;
-    let done = service.run_to_end(tenant, t.request.clone().into(), &catalog, LONGEST_RUN).await?;
+    let done = service.run_to_end(&caller.tenant, t.request.clone().into(), &catalog, LONGEST_RUN).await?;
     if done.job.status == JobStatus::Failed {
         let message = done.job.error.clone().unwrap_or_else(|| "generation failed".into());
         return Err(ApiError::JobFailed { status: done.job.status, message }.into());
