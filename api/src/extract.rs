@@ -45,7 +45,8 @@ where
 }
 
 /// A JSON request body, deserialized into `T`, with errors naming the field at fault. The body
-/// limit (`--max-body-bytes`, axum's `DefaultBodyLimit`) is a 413.
+/// limit (`--max-body-bytes`, axum's `DefaultBodyLimit`) is a 413: at once for a body whose
+/// `Content-Length` says it is larger, as soon as the limit is passed for one sent in chunks.
 pub struct JsonBody<T, D = Native>(pub T, pub PhantomData<D>);
 
 impl<S, T, D> FromRequest<S> for JsonBody<T, D>
@@ -61,9 +62,15 @@ where
         if D::CONTENT_TYPE == ContentTypePolicy::Json {
             check_content_type(req.headers())?;
         }
+        // A body declared larger than the limit is refused before a byte of it is read.
+        let limit = Arc::<Service>::from_ref(state).settings().max_body_bytes;
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(ApiError::PayloadTooLarge { limit }.into());
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: Arc::<Service>::from_ref(state).settings().max_body_bytes }
+                ApiError::PayloadTooLarge { limit }
             } else {
                 ApiError::Malformed { field: None, message: format!("the request body could not be read: {}", rejection.body_text()) }
             }

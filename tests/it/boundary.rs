@@ -38,10 +38,14 @@ const ROUTES: &[(&str, &str)] = &[
 /// Send the head of a request declaring a 10 MB body and only the first 64 KiB of it, then
 /// read what the server answers while the rest of the upload is still owed. Its status and body.
 async fn partial_upload(addr: &str, method: &str, path: &str, authorization: Option<&str>) -> (u16, Value) {
-    const DECLARED: usize = 10 * 1024 * 1024;
+    declared_upload(addr, method, path, authorization, 10 * 1024 * 1024).await
+}
+
+/// [`partial_upload`] with a declared length of `declared` bytes.
+async fn declared_upload(addr: &str, method: &str, path: &str, authorization: Option<&str>, declared: u64) -> (u16, Value) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("the API accepts");
     let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {DECLARED}\r\n\r\n");
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n");
     stream.write_all(head.as_bytes()).await.expect("head sent");
     let mut sent = vec![b' '; 64 * 1024];
     sent[0] = b'{';
@@ -94,6 +98,23 @@ async fn every_route_answers_401_before_reading_the_body() {
             assert_eq!(status, 401, "{method} {path} with {auth:?}: {body}\n{}", server.log());
             assert_unauthorized_shape(path, &body);
         }
+    }
+}
+
+/// A body declared larger than `--max-body-bytes` is a 413 at once, in each dialect's shape,
+/// without waiting for a byte of it.
+#[tokio::test]
+async fn a_body_declared_over_the_limit_is_413_at_once() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let server = ApiServer::start(&env, &[]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let auth = format!("Bearer {token}");
+    for path in ["/v1/jobs", "/", "/models/tiny", "/v1/image/generation", "/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/options"] {
+        let (status, body) = declared_upload(&addr, "POST", path, Some(&auth), 1_000_000_000_000).await;
+        assert_eq!(status, 413, "{path}: {body}");
+        let texts = [&body["error"]["message"], &body["error"], &body["detail"], &body["message"]];
+        assert!(texts.iter().filter_map(|v| v.as_str()).any(|m| m.contains("limit")), "{path}: the dialect's shape naming the limit: {body}");
     }
 }
 
