@@ -175,9 +175,18 @@ fn out_of_range(field: &'static str, allowed: String, got: impl ToString) -> Val
 }
 
 fn check_len(field: &'static str, text: &str) -> Result<(), ValidationError> {
+    check_text(field, text)?;
     let n = text.chars().count();
     if n > MAX_PROMPT_CHARS {
         return Err(ValidationError::TooLong { field, max: MAX_PROMPT_CHARS, got: n });
+    }
+    Ok(())
+}
+
+/// A text the store can keep: no NUL character (Postgres' text and JSON types refuse U+0000).
+pub fn check_text(field: &'static str, text: &str) -> Result<(), ValidationError> {
+    if text.contains('\0') {
+        return Err(ValidationError::NotApplicable { field, reason: "must not contain NUL characters (U+0000)".into() });
     }
     Ok(())
 }
@@ -253,6 +262,14 @@ mod tests {
 
     fn field_of(req: &GenerationRequest) -> &'static str {
         check(req).unwrap_err().field()
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let mut r = GenerationRequest::new("sd15", "a\0b");
+        assert_eq!(field_of(&r), "prompt");
+        (r.prompt, r.negative_prompt) = ("ok".into(), Some("\0".into()));
+        assert_eq!(field_of(&r), "negative_prompt");
     }
 
     #[test]

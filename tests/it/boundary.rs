@@ -187,3 +187,36 @@ where
     }
     out
 }
+
+/// NUL characters (which Postgres refuses) in any text field are a 4xx naming the field, in
+/// every dialect, never a 500.
+#[tokio::test]
+async fn nul_characters_are_refused_naming_the_field_in_every_dialect() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let store = env.store().await;
+    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
+    store.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    let server = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let nul = "a lighthouse\u{0}at dusk";
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/v1/jobs", json!({"model": "tiny", "prompt": nul}), "prompt"),
+        ("/v1/jobs", json!({"model": "tiny", "prompt": "p", "negative_prompt": nul}), "negative_prompt"),
+        ("/", json!({"inputs": nul}), "inputs"),
+        ("/models/tiny", json!({"inputs": nul}), "inputs"),
+        ("/v1/image/generation", json!({"model_name": "tiny", "prompt": nul}), "prompt"),
+        ("/sdapi/v1/txt2img", json!({"prompt": nul}), "prompt"),
+        ("/sdapi/v1/txt2img", json!({"prompt": "p", "negative_prompt": nul}), "negative_prompt"),
+        ("/sdapi/v1/options", json!({ "samples_format\u{0}": "png" }), "samples_format"),
+        ("/sdapi/v1/options", json!({"some_option": ["x", nul]}), "some_option"),
+    ];
+    for (path, body, field) in cases {
+        let r = http.post(server.url(path)).bearer_auth(&token).json(&body).send().await.expect("the API answers");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert!(status.is_client_error(), "{path} {body}: {status} {text}");
+        assert!(text.contains(field), "{path}: the answer names {field}: {text}");
+    }
+    assert!(!server.log().contains("answering 500"), "{}", server.log());
+}

@@ -154,6 +154,10 @@ async fn set_options(
     let catalog = service.catalog().await?;
     let mut updates: Vec<(String, Value)> = Vec::new();
     for (key, value) in options {
+        if key.contains('\0') || has_nul(&value) {
+            let field = key.escape_debug().to_string();
+            return Err(ApiError::Parameter { message: format!("{field}: options must not contain NUL characters (U+0000)"), field: field.into() }.into());
+        }
         let value = match key.as_str() {
             CHECKPOINT => Value::String(checkpoint(&service, &catalog, Some(&value), true)?),
             SAMPLES_FORMAT => {
@@ -166,6 +170,16 @@ async fn set_options(
     }
     service.set_tenant_settings(caller.tenant.id, &updates).await?;
     Ok(Json(Value::Null))
+}
+
+/// Whether a JSON value holds a NUL character anywhere (Postgres' JSON type refuses them).
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 async fn samplers(_caller: Caller<A1111>) -> Answer<Json<Vec<SamplerItem>>> {
@@ -228,6 +242,14 @@ async fn not_found() -> Response {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nul_anywhere_in_an_option() {
+        use serde_json::json;
+        assert!(super::has_nul(&json!({"a": ["x", {"b\u{0}": 1}]})));
+        assert!(super::has_nul(&json!("\u{0}")));
+        assert!(!super::has_nul(&json!({"a": ["x", {"b": "\u{1}"}]})));
+    }
+
     #[test]
     fn checkpoint_names() {
         for name in ["sd15", "sd15 [6ce0161689]", "sd15.safetensors", "sd15.safetensors [6ce0161689]"] {
