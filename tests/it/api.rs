@@ -579,3 +579,25 @@ async fn waiters_survive_the_loss_of_the_listener_connection() {
         .unwrap();
     assert_eq!(listening.0, 1, "listening again");
 }
+
+/// A cancel that lands while a worker hands its job back (shutdown) ends the job `canceled`,
+/// never queued forever: the interleaving is forced (claim, cancel, hand back).
+#[tokio::test]
+async fn a_cancel_racing_a_hand_back_ends_canceled() {
+    let s = Service::start(&[]).await;
+    let (status, job) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let claim = take_job(&s.env, "tiny").await;
+    let (status, canceling) = call(s.post(&format!("/v1/jobs/{}/cancel", claim.job_id))).await;
+    assert_eq!((status, canceling["status"].as_str(), canceling["cancel_requested"].as_bool()), (StatusCode::OK, Some("running"), Some(true)));
+    let store = s.env.store().await;
+    let released = store.release(claim.job_id, claim.lease).await.expect("hand back");
+    assert_eq!(released, Some(darkroom_shared::job::JobStatus::Canceled));
+    let (_, after) = call(s.get(&format!("/v1/jobs/{}", id_of(&job)))).await;
+    assert_eq!(after["status"], "canceled", "{after}");
+    // A plain hand-back still queues the job again.
+    let (_, second) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
+    let claim = take_job(&s.env, "tiny").await;
+    assert_eq!(claim.job_id, id_of(&second));
+    assert_eq!(store.release(claim.job_id, claim.lease).await.expect("hand back"), Some(darkroom_shared::job::JobStatus::Queued));
+}

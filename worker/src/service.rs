@@ -263,13 +263,18 @@ async fn finish(
         }
         Err(PipelineError::Canceled) => {
             if reasons.handing_back.load(Ordering::SeqCst) {
-                let released = store.release(id, claim.lease).await?;
-                if released {
-                    queue.release(claim.tenant_id, id, &claim.model).await?;
-                    queue.requeue_front(&claim.model, claim.tenant_id, id, claim.cost).await?;
-                    tracing::info!(job = %id, "handed back to the queue");
+                match store.release(id, claim.lease).await? {
+                    Some(JobStatus::Queued) => {
+                        queue.requeue_front(&claim.model, claim.tenant_id, id, claim.cost).await?;
+                        tracing::info!(job = %id, "handed back to the queue");
+                        false
+                    }
+                    Some(_) => {
+                        tracing::info!(job = %id, "canceled while being handed back");
+                        true
+                    }
+                    None => false,
                 }
-                false
             } else if reasons.lease_lost.load(Ordering::SeqCst) {
                 tracing::warn!(job = %id, "stopped: the lease was lost to another worker");
                 false

@@ -322,21 +322,32 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// A worker shutting down hands its job back: queued again, the attempt not counted.
-    pub async fn release(&self, job: Uuid, lease: Uuid) -> Result<bool, StoreError> {
-        let n = sqlx::query(
-            "UPDATE jobs SET status = $4, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
-                 attempts = greatest(attempts - 1, 0), progress_step = 0, started_at = NULL
-             WHERE id = $1 AND lease = $2 AND status = $3",
+    /// A worker shutting down hands its job back: queued again, the attempt not counted; or,
+    /// when the client asked to cancel it meanwhile, canceled (a canceled job is never claimed
+    /// again, so queuing it would leave it queued forever). Returns the new status, or `None`
+    /// when the lease was already lost.
+    pub async fn release(&self, job: Uuid, lease: Uuid) -> Result<Option<JobStatus>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let status: Option<(JobStatus,)> = sqlx::query_as(
+            "UPDATE jobs SET status = CASE WHEN cancel_requested THEN $5 ELSE $4 END,
+                 finished_at = CASE WHEN cancel_requested THEN now() ELSE NULL END,
+                 lease = NULL, lease_expires_at = NULL, worker_id = NULL,
+                 attempts = greatest(attempts - 1, 0), progress_step = 0,
+                 started_at = CASE WHEN cancel_requested THEN started_at ELSE NULL END
+             WHERE id = $1 AND lease = $2 AND status = $3 RETURNING status",
         )
         .bind(job)
         .bind(lease)
         .bind(Running)
         .bind(Queued)
-        .execute(self.pool())
-        .await?
-        .rows_affected();
-        Ok(n > 0)
+        .bind(Canceled)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if matches!(status, Some((Canceled,))) {
+            notify(&mut tx, job).await?;
+        }
+        tx.commit().await?;
+        Ok(status.map(|(s,)| s))
     }
 
     /// Recovery: running jobs whose lease expired go back to the queue, or fail after
