@@ -601,3 +601,27 @@ async fn a_cancel_racing_a_hand_back_ends_canceled() {
     assert_eq!(claim.job_id, id_of(&second));
     assert_eq!(store.release(claim.job_id, claim.lease).await.expect("hand back"), Some(darkroom_shared::job::JobStatus::Queued));
 }
+
+/// Recovery requeues expired leases in small transactions that skip locked rows: a worker
+/// frozen inside its completion transaction (holding its job's row) does not stall it.
+#[tokio::test]
+async fn recovery_skips_a_row_held_by_a_frozen_completion() {
+    let env = ServiceEnv::new();
+    let store = env.store().await;
+    let tenant = store.create_tenant("acme").await.expect("tenant");
+    let request = darkroom_shared::request::GenerationRequest::new("tiny", "p");
+    let mut claims = Vec::new();
+    for _ in 0..2 {
+        let job = store.insert_job(tenant.id, &request).await.expect("job");
+        claims.push(store.claim(job.id, Uuid::new_v4(), Duration::from_secs(30)).await.expect("claim").expect("claimed"));
+    }
+    sqlx::query("UPDATE jobs SET lease_expires_at = now() - interval '1 second'").execute(store.pool()).await.expect("expire");
+    let mut frozen = store.pool().begin().await.expect("tx");
+    sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE").bind(claims[0].job_id).execute(&mut *frozen).await.expect("lock");
+
+    let requeued = tokio::time::timeout(Duration::from_secs(5), store.expire_leases(3)).await.expect("not stalled by the lock").expect("expire");
+    assert_eq!(requeued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![claims[1].job_id], "the unlocked job only");
+    drop(frozen);
+    let requeued = store.expire_leases(3).await.expect("expire");
+    assert_eq!(requeued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![claims[0].job_id], "the other once its row is free");
+}

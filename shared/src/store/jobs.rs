@@ -17,6 +17,9 @@ pub(super) const JOB_COLUMNS: &str =
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 
+/// Expired leases handled per transaction by recovery.
+pub const EXPIRE_BATCH: i64 = 100;
+
 /// A job just claimed, with its lease.
 #[derive(sqlx::FromRow)]
 struct Claimed {
@@ -352,7 +355,23 @@ impl Store {
 
     /// Recovery: running jobs whose lease expired go back to the queue, or fail after
     /// `max_attempts` deliveries (or end canceled if cancel was asked). Returns them all.
+    ///
+    /// It works in batches of [`EXPIRE_BATCH`], each its own short transaction that skips rows
+    /// another transaction holds (a worker frozen inside its completion, another process's
+    /// recovery): such a row waits for a later pass instead of stalling recovery everywhere.
     pub async fn expire_leases(&self, max_attempts: i32) -> Result<Vec<Requeued>, StoreError> {
+        let mut all = Vec::new();
+        loop {
+            let batch = self.expire_lease_batch(max_attempts).await?;
+            let done = batch.len() < EXPIRE_BATCH as usize;
+            all.extend(batch);
+            if done {
+                return Ok(all);
+            }
+        }
+    }
+
+    async fn expire_lease_batch(&self, max_attempts: i32) -> Result<Vec<Requeued>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let rows: Vec<Requeued> = sqlx::query_as(
             "UPDATE jobs SET
@@ -362,7 +381,8 @@ impl Store {
                               ELSE format('the worker stopped responding (delivery %s); retrying', attempts) END,
                  finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() ELSE NULL END,
                  lease = NULL, lease_expires_at = NULL, worker_id = NULL, progress_step = 0
-             WHERE status = $2 AND lease_expires_at < now()
+             WHERE id IN (SELECT id FROM jobs WHERE status = $2 AND lease_expires_at < now()
+                          ORDER BY lease_expires_at LIMIT $6 FOR UPDATE SKIP LOCKED)
              RETURNING id, tenant_id, model, status, cost",
         )
         .bind(max_attempts)
@@ -370,6 +390,7 @@ impl Store {
         .bind(Canceled)
         .bind(Failed)
         .bind(Queued)
+        .bind(EXPIRE_BATCH)
         .fetch_all(&mut *tx)
         .await?;
         for r in rows.iter().filter(|r| r.status.is_terminal()) {
