@@ -337,3 +337,27 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     let claim = store.claim(job.id, worker, ttl).await.unwrap().unwrap();
     assert_eq!(store.fail(job.id, claim.lease, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
 }
+
+/// Postgres drops the worker's connections while it finishes a job: the worker keeps the images
+/// and retries its fenced completion until Postgres answers again, so the job succeeds on its
+/// first delivery instead of running again after its lease expires.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_completion_during_a_postgres_outage_is_retried_not_lost() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let client = Client::new(&api, &env.tenant_with_token("acme"));
+    let proxy = crate::helpers::TcpProxy::start(crate::helpers::POSTGRES.trim_start_matches("postgres://postgres@")).await;
+    let via_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, env.database);
+    let worker = Worker::start(&env, &[("DATABASE_URL", &via_proxy)]);
+    let job = client.submit(request(60, 5)).await;
+    client.until(&id(&job), Duration::from_secs(60), |j| j["status"] == "running").await;
+    proxy.down();
+    // The job finishes during the outage (60 steps of the tiny model take a few seconds), which
+    // outlasts the pool's 10 s wait for a connection: the completion fails and is retried.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    proxy.up().await;
+    let done = client.finished(&id(&job), Duration::from_secs(20)).await;
+    assert_eq!((done["status"].as_str(), done["attempts"].as_i64()), (Some("succeeded"), Some(1)), "{done:#}\n{}", worker.log());
+    assert!(worker.log().contains("retrying in"), "the worker retried its completion:\n{}", worker.log());
+    assert_eq!(image_rows(&env, &id(&job)).await, 1);
+}

@@ -239,6 +239,28 @@ fn encode(images: &[GeneratedImage], req: &GenerationRequest, size: (u32, u32)) 
         .collect()
 }
 
+/// Run `write` again, with backoff, while it fails because Postgres cannot be reached (a
+/// restart, a failover), for at most `window` (the lease: once it may have expired, another
+/// worker may hold the job and the fenced write would be refused anyway).
+async fn retry_unavailable<T, F, Fut>(window: Duration, mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let give_up = tokio::time::Instant::now() + window;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if e.is_unavailable() && tokio::time::Instant::now() + backoff < give_up => {
+                tracing::warn!("Postgres unavailable ({e}); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Record how the job ended, fenced by its lease.
 async fn finish(
     store: &Store,
@@ -253,7 +275,8 @@ async fn finish(
     // that lost its lease leaves the slot to the job's new holder.
     let ended = match result {
         Ok((images, compute)) => {
-            let done = store.complete_timed(id, claim.lease, &images, Some(compute)).await?;
+            // Postgres may be restarting: keep the images and try again while the lease can hold.
+            let done = retry_unavailable(s.lease, || store.complete_timed(id, claim.lease, &images, Some(compute))).await?;
             if done {
                 tracing::info!(job = %id, images = images.len(), "job succeeded");
             } else {
