@@ -47,6 +47,12 @@ pub struct ServeArgs {
     /// comma-separated), e.g. `--model-alias SD1.5=sd15`.
     #[arg(long = "model-alias", env = "DARKROOM_MODEL_ALIASES", value_delimiter = ',', value_parser = parse_alias)]
     pub model_aliases: Vec<(String, String)>,
+    /// The largest job accepted, in the cost unit of fair sharing (one UNet evaluation of a
+    /// 512×512 SD 1.x image; README, "Sharing the service"). The default is the largest SD 1.x
+    /// job the bounds allow (1024×1024, 8 images, 150 steps); an SDXL job costs three times as
+    /// much per pixel, so its largest requests (2048×2048 × 8 × 150 = 57,600) are refused.
+    #[arg(long, env = "DARKROOM_MAX_JOB_COST", default_value_t = 4800.0, value_parser = above_zero)]
+    pub max_job_cost: f64,
     #[command(flatten)]
     pub delivery: DeliveryPolicy,
     #[command(flatten)]

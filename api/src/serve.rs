@@ -61,6 +61,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         default_model: args.default_model.clone(),
         model_aliases: args.model_aliases.clone(),
         tenant_defaults: args.tenant_defaults,
+        max_job_cost: args.max_job_cost,
     };
     let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
 

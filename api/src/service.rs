@@ -36,6 +36,8 @@ pub struct Settings {
     pub model_aliases: Vec<(String, String)>,
     /// The limits of tenants that have none of their own.
     pub tenant_defaults: TenantDefaults,
+    /// The largest job accepted, in cost units (`darkroom_shared::cost`).
+    pub max_job_cost: f64,
 }
 
 /// A job with what its views show: image metadata and, while queued, its queue position.
@@ -179,6 +181,15 @@ impl Service {
         };
         let family = catalog.iter().find(|m| m.id == request.model).map(|m| m.family).unwrap_or(Family::Sd);
         let cost = cost::job_cost(&request, family);
+        if cost > self.settings.max_job_cost {
+            return Err(ApiError::Parameter {
+                field: "max_job_cost".into(),
+                message: format!(
+                    "the job's estimated cost, {cost:.0} (steps × image size × images; see the README), is over this deployment's max_job_cost of {:.0}: ask for fewer steps, images or pixels",
+                    self.settings.max_job_cost
+                ),
+            });
+        }
         let quota = (effective.max_queued > 0).then_some(i64::from(effective.max_queued));
         let job = self.store.admit_job(tenant.id, &request, cost, quota).await?;
         let queued = async {

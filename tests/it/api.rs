@@ -625,3 +625,19 @@ async fn recovery_skips_a_row_held_by_a_frozen_completion() {
     let requeued = store.expire_leases(3).await.expect("expire");
     assert_eq!(requeued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![claims[0].job_id], "the other once its row is free");
 }
+
+/// A job over `--max-job-cost` is refused at submission with a 422 naming the limit, in every
+/// dialect; one under it is accepted.
+#[tokio::test]
+async fn jobs_over_the_cost_ceiling_are_refused() {
+    let s = Service::start(&[]).await;
+    let huge = json!({"model": "big", "prompt": "p", "width": 2048, "height": 2048, "num_images": 8, "steps": 150});
+    let (status, e) = s.submit(huge).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("max_job_cost")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("57600") && m.contains("4800")), "{e}");
+    let a1111 = json!({"prompt": "p", "width": 2048, "height": 2048, "batch_size": 8, "steps": 150, "override_settings": {"sd_model_checkpoint": "big"}});
+    let (status, e) = call(s.post("/sdapi/v1/txt2img").json(&a1111)).await;
+    assert_eq!((status, e["detail"][0]["loc"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!(["body", "max_job_cost"])), "{e}");
+    let (status, e) = s.submit(json!({"model": "big", "prompt": "p", "width": 1024, "height": 1024, "num_images": 2, "steps": 30})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{e}");
+}
