@@ -10,7 +10,7 @@ use darkroom_shared::job::{ImageMeta, Job, JobStatus};
 use darkroom_shared::queue::Queue;
 use darkroom_shared::ratelimit::{Rate, RateLimiter};
 use darkroom_shared::request::GenerationRequest;
-use darkroom_shared::store::{ModelInfo, Store, Tenant};
+use darkroom_shared::store::{request_hash, KeyUse, ModelInfo, Store, Tenant, IDEMPOTENCY_TTL_HOURS};
 use darkroom_shared::validate::{self, Limits};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -61,11 +61,14 @@ pub struct JobWithImages {
 pub struct Submission {
     pub request: GenerationRequest,
     pub cache_key: Option<Vec<u8>>,
+    /// The client's `Idempotency-Key`: a second submission with the key and the same request
+    /// gets the first one's job.
+    pub idempotency_key: Option<String>,
 }
 
 impl From<GenerationRequest> for Submission {
     fn from(request: GenerationRequest) -> Self {
-        Submission { request, cache_key: None }
+        Submission { request, cache_key: None, idempotency_key: None }
     }
 }
 
@@ -86,6 +89,9 @@ pub enum Outcome {
     Done(JobWithImages),
     /// Still queued or running when the wait ended.
     Pending(JobDetails),
+    /// The job an earlier submission with the same `Idempotency-Key` and request made, as it
+    /// stands.
+    Replayed(JobDetails),
 }
 
 impl JobWithImages {
@@ -222,7 +228,14 @@ impl Service {
     /// the job. A server shutting down ends the wait: the job as it stands for `UpTo`, and
     /// [`ApiError::ShuttingDown`] for `UntilDone` (the job goes on).
     pub async fn submit_and_wait(&self, tenant: &Tenant, submission: Submission, catalog: &[ModelInfo], wait: Wait) -> Result<Outcome, ApiError> {
-        let job = self.submit(tenant, submission.request, catalog).await?;
+        let job = match &submission.idempotency_key {
+            None => self.submit(tenant, submission.request, catalog).await?,
+            Some(key) => match self.submit_once(tenant, key, submission.request, catalog).await? {
+                (job, false) => job,
+                // The same request again: its job as it stands, without a second wait.
+                (job, true) => return Ok(Outcome::Replayed(self.details(job).await?)),
+            },
+        };
         let tenant = tenant.id;
         if let Some(key) = &submission.cache_key {
             self.store.set_cache_key(job.id, key).await?;
@@ -248,12 +261,41 @@ impl Service {
         }
     }
 
+    /// Submit under an `Idempotency-Key`: the key's job when it was used with the same request
+    /// (within [`IDEMPOTENCY_TTL_HOURS`]), a 422 naming the header when with another, else a new
+    /// job bound to the key. Two racing first uses make one job: the loser's is canceled.
+    /// Returns the job and whether it is the key's earlier one.
+    async fn submit_once(&self, tenant: &Tenant, key: &str, request: GenerationRequest, catalog: &[ModelInfo]) -> Result<(Job, bool), ApiError> {
+        let hash = request_hash(&request);
+        let mismatch = || ApiError::Parameter {
+            field: "Idempotency-Key".into(),
+            message: format!("Idempotency-Key {key:?} was used with a different request in the last {IDEMPOTENCY_TTL_HOURS} hours; use a new key"),
+        };
+        let existing = |id: Uuid| async move { Ok((self.store.job(tenant.id, id).await?.ok_or_else(|| not_found(id))?, true)) };
+        match self.store.idempotency_key(tenant.id, key, &hash).await? {
+            KeyUse::Replay(id) => return existing(id).await,
+            KeyUse::Mismatch => return Err(mismatch()),
+            KeyUse::New => {}
+        }
+        let job = self.submit(tenant, request, catalog).await?;
+        match self.store.bind_idempotency_key(tenant.id, key, &hash, job.id).await? {
+            KeyUse::New => Ok((job, false)),
+            lost => {
+                self.store.cancel(tenant.id, job.id).await?;
+                match lost {
+                    KeyUse::Replay(id) => existing(id).await,
+                    _ => Err(mismatch()),
+                }
+            }
+        }
+    }
+
     /// [`Service::submit_and_wait`] for the dialects that block until the job ends (at most
     /// `limit`): the finished job, whatever its status.
     pub async fn run_to_end(&self, tenant: &Tenant, submission: Submission, catalog: &[ModelInfo], limit: Duration) -> Result<JobWithImages, ApiError> {
         match self.submit_and_wait(tenant, submission, catalog, Wait::UntilDone(limit)).await? {
             Outcome::Done(done) => Ok(done),
-            Outcome::Pending(d) => Err(ApiError::Internal(format!("the wait for job {} ended while it was unfinished", d.job.id))),
+            Outcome::Pending(d) | Outcome::Replayed(d) => Err(ApiError::Internal(format!("the wait for job {} ended while it was unfinished", d.job.id))),
         }
     }
 

@@ -641,3 +641,28 @@ async fn jobs_over_the_cost_ceiling_are_refused() {
     let (status, e) = s.submit(json!({"model": "big", "prompt": "p", "width": 1024, "height": 1024, "num_images": 2, "steps": 30})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{e}");
 }
+
+/// `Idempotency-Key` on `POST /v1/jobs`: the same key and body give the same job (200, no
+/// second job); the same key with another body is a 422 naming the header; keys are per tenant.
+#[tokio::test]
+async fn idempotency_keys_return_the_first_job() {
+    let s = Service::start(&[]).await;
+    let body = json!({"model": "tiny", "prompt": "p", "seed": 1});
+    let keyed = |body: &Value, key: &str| s.post("/v1/jobs").header("Idempotency-Key", key).json(body);
+    let (status, first) = call(keyed(&body, "order-42")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    let (status, again) = call(keyed(&body, "order-42")).await;
+    assert_eq!((status, again["id"].clone()), (StatusCode::OK, first["id"].clone()), "{again}");
+    let (status, e) = call(keyed(&json!({"model": "tiny", "prompt": "other"}), "order-42")).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("Idempotency-Key")), "{e}");
+    let (status, e) = call(keyed(&body, "")).await;
+    assert_eq!((status, e["error"]["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("Idempotency-Key")), "{e}");
+    let (_, list) = call(s.get("/v1/jobs")).await;
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(1), "one job: {list}");
+    // Another tenant's key of the same name is its own.
+    let other = s.env.tenant_with_token("other");
+    let r = s.http.post(s.server.url("/v1/jobs")).bearer_auth(&other).header("Idempotency-Key", "order-42").json(&body);
+    let (status, theirs) = call(r).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{theirs}");
+    assert_ne!(theirs["id"], first["id"]);
+}

@@ -138,7 +138,7 @@ async fn generate(
     if info.live_workers == 0 && !wait {
         return Err(ApiError::ModelLoading { model, estimated: ESTIMATED_LOAD }.into());
     }
-    let submission = Submission { request, cache_key: Some(key) };
+    let submission = Submission { request, cache_key: Some(key), idempotency_key: None };
     let done = service.run_to_end(&caller.tenant, submission, &catalog, service.settings().max_wait).await?.succeeded()?;
     image_response(done, "darkroom")
 }

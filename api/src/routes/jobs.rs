@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::view::{content_type, job_url, JobList, JobView};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
-use crate::service::{Outcome, Service, Wait};
+use crate::service::{Outcome, Service, Submission, Wait};
 
 /// Page sizes of `GET /v1/jobs`.
 const DEFAULT_LIMIT: usize = 20;
@@ -32,7 +32,8 @@ pub fn router() -> Router<Arc<Service>> {
 }
 
 /// `POST /v1/jobs`: 202 with the queued job; with `Prefer: wait[=N]`, 200 with the finished job
-/// (images inline) or 202 with the job as it stands when the wait ends.
+/// (images inline) or 202 with the job as it stands when the wait ends. With an
+/// `Idempotency-Key` already used for the same request: 200 with that job as it stands.
 async fn create(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -40,9 +41,12 @@ async fn create(
     JsonBody(request, _): JsonBody<GenerationRequest>,
 ) -> Result<Response, ApiError> {
     let wait = preferred_wait(&headers).unwrap_or(Duration::ZERO);
+    let idempotency_key = idempotency_key(&headers)?;
     let catalog = service.catalog().await?;
-    let details = match service.submit_and_wait(&caller.tenant, request.into(), &catalog, Wait::UpTo(wait)).await? {
+    let submission = Submission { request, cache_key: None, idempotency_key };
+    let details = match service.submit_and_wait(&caller.tenant, submission, &catalog, Wait::UpTo(wait)).await? {
         Outcome::Done(done) => return Ok(Json(JobView::from(done)).into_response()),
+        Outcome::Replayed(details) => return Ok(Json(JobView::from(details)).into_response()),
         Outcome::Pending(details) => details,
     };
     let id = details.job.id;
@@ -118,6 +122,16 @@ impl<S: Send + Sync> FromRequestParts<S> for JobRef {
             Some(raw) => Some(raw.parse().map_err(|_| ApiError::NotFound(format!("job {id} has no image {raw}")))?),
         };
         Ok(JobRef { id, index })
+    }
+}
+
+/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = value.to_str().ok().map(str::trim).filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic() || b == b' '));
+    match key {
+        Some(k) => Ok(Some(k.to_string())),
+        None => Err(ApiError::Parameter { field: "Idempotency-Key".into(), message: "Idempotency-Key must be 1 to 255 visible ASCII characters".into() }),
     }
 }
 
