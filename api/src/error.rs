@@ -94,6 +94,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(m) => ApiError::NotFound(m),
             StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::TooLarge(m) => ApiError::Parameter { field: "options".into(), message: m },
             StoreError::QuotaExceeded { max_queued } => ApiError::QuotaExceeded { limit: "max_queued", value: max_queued },
             other => ApiError::Internal(other.to_string()),
         }

@@ -62,6 +62,8 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         model_aliases: args.model_aliases.clone(),
         tenant_defaults: args.tenant_defaults,
         max_job_cost: args.max_job_cost,
+        max_options_keys: args.max_options_keys,
+        max_options_bytes: args.max_options_bytes,
     };
     let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
 

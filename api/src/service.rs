@@ -38,6 +38,9 @@ pub struct Settings {
     pub tenant_defaults: TenantDefaults,
     /// The largest job accepted, in cost units (`darkroom_shared::cost`).
     pub max_job_cost: f64,
+    /// Bounds on a tenant's stored A1111 options.
+    pub max_options_keys: u32,
+    pub max_options_bytes: u32,
 }
 
 /// A job with what its views show: image metadata and, while queued, its queue position.
@@ -392,7 +395,8 @@ impl Service {
 
     /// Set some of the tenant's settings, all or none.
     pub async fn set_tenant_settings(&self, tenant: Uuid, settings: &[(String, serde_json::Value)]) -> Result<(), ApiError> {
-        Ok(self.store.set_tenant_settings(tenant, settings).await?)
+        let (keys, bytes) = (self.settings.max_options_keys, self.settings.max_options_bytes);
+        Ok(self.store.set_tenant_settings(tenant, settings, i64::from(keys), i64::from(bytes)).await?)
     }
 
     /// The tenant's queued and running jobs, oldest first.

@@ -353,3 +353,26 @@ async fn progress_and_interrupt_are_per_tenant() {
     assert_eq!(info["status"], "canceled");
     assert_eq!(a.get("/progress").await.1["state"]["job_count"], 0);
 }
+
+/// A tenant's options are bounded (`--max-options-keys`, `--max-options-bytes`): a change past
+/// either is A1111's 422, and nothing of it is kept.
+#[tokio::test]
+async fn options_are_bounded_per_tenant() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
+    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    let api = ApiServer::start(&env, &[("DARKROOM_MAX_OPTIONS_KEYS", "4"), ("DARKROOM_MAX_OPTIONS_BYTES", "200")]);
+    let http = reqwest::Client::new();
+    let post = |body: Value| http.post(api.url("/sdapi/v1/options")).basic_auth("me", Some(&token)).json(&body).send();
+    let r = post(json!({"a": 1, "b": 2})).await.expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = post(json!({"c": 1, "d": 2, "e": 3})).await.expect("answer");
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.expect("json");
+    assert_eq!(e["detail"][0]["loc"], json!(["body", "options"]), "{e}");
+    let r = post(json!({"c": "x".repeat(300)})).await.expect("answer");
+    assert_eq!(r.status(), 422, "too many bytes");
+    let options: Value = http.get(api.url("/sdapi/v1/options")).basic_auth("me", Some(&token)).send().await.expect("answer").json().await.expect("json");
+    assert!(options.get("c").is_none() && options["a"] == 1, "a refused change keeps nothing: {options}");
+}

@@ -31,6 +31,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// What a tenant stores would pass a bound.
+    #[error("{0}")]
+    TooLarge(String),
     /// The tenant has `max_queued` queued or running jobs already.
     #[error("the tenant has {max_queued} queued or running jobs, its quota (max_queued)")]
     QuotaExceeded { max_queued: i64 },

@@ -14,7 +14,10 @@ impl Store {
     }
 
     /// Set (insert or replace) some of the tenant's settings, all or none.
-    pub async fn set_tenant_settings(&self, tenant: Uuid, settings: &[(String, serde_json::Value)]) -> Result<(), StoreError> {
+    ///
+    /// A tenant keeps at most `max_keys` settings of at most `max_bytes` together (keys and JSON
+    /// values); a change that would pass either is refused whole ([`StoreError::TooLarge`]).
+    pub async fn set_tenant_settings(&self, tenant: Uuid, settings: &[(String, serde_json::Value)], max_keys: i64, max_bytes: i64) -> Result<(), StoreError> {
         let mut tx = self.pool().begin().await?;
         for (key, value) in settings {
             sqlx::query(
@@ -26,6 +29,17 @@ impl Store {
             .bind(Json(value))
             .execute(&mut *tx)
             .await?;
+        }
+        let (keys, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(octet_length(key) + octet_length(value::text)), 0)::bigint FROM tenant_settings WHERE tenant_id = $1",
+        )
+        .bind(tenant)
+        .fetch_one(&mut *tx)
+        .await?;
+        if keys > max_keys || bytes > max_bytes {
+            return Err(StoreError::TooLarge(format!(
+                "the options would hold {keys} keys and {bytes} bytes; at most {max_keys} keys and {max_bytes} bytes are kept per tenant"
+            )));
         }
         tx.commit().await?;
         Ok(())
