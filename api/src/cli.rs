@@ -53,6 +53,9 @@ pub struct ServeArgs {
     /// much per pixel, so its largest requests (2048×2048 × 8 × 150 = 57,600) are refused.
     #[arg(long, env = "DARKROOM_MAX_JOB_COST", default_value_t = 4800.0, value_parser = above_zero)]
     pub max_job_cost: f64,
+    /// Seconds a client may take to send a request body; a slower one is answered 408.
+    #[arg(long, env = "DARKROOM_BODY_READ_TIMEOUT_SECS", default_value_t = 60.0, value_parser = above_zero)]
+    pub body_read_timeout_secs: f64,
     /// The most AUTOMATIC1111 options (`POST /sdapi/v1/options`) a tenant keeps.
     #[arg(long, env = "DARKROOM_MAX_OPTIONS_KEYS", default_value_t = 64)]
     pub max_options_keys: u32,

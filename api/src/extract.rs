@@ -68,7 +68,10 @@ where
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(ApiError::PayloadTooLarge { limit }.into());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // The whole body within the deadline: a client trickling it byte by byte is cut off.
+        let deadline = Arc::<Service>::from_ref(state).settings().body_read_timeout;
+        let read = tokio::time::timeout(deadline, Bytes::from_request(req, state)).await.map_err(|_| ApiError::RequestTimeout { secs: deadline.as_secs() })?;
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit }
             } else {

@@ -62,6 +62,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         model_aliases: args.model_aliases.clone(),
         tenant_defaults: args.tenant_defaults,
         max_job_cost: args.max_job_cost,
+        body_read_timeout: Duration::from_secs_f64(args.body_read_timeout_secs),
         max_options_keys: args.max_options_keys,
         max_options_bytes: args.max_options_bytes,
     };

@@ -38,6 +38,8 @@ pub struct Settings {
     pub tenant_defaults: TenantDefaults,
     /// The largest job accepted, in cost units (`darkroom_shared::cost`).
     pub max_job_cost: f64,
+    /// The longest a client may take to send a request body.
+    pub body_read_timeout: Duration,
     /// Bounds on a tenant's stored A1111 options.
     pub max_options_keys: u32,
     pub max_options_bytes: u32,

@@ -220,3 +220,37 @@ async fn nul_characters_are_refused_naming_the_field_in_every_dialect() {
     }
     assert!(!server.log().contains("answering 500"), "{}", server.log());
 }
+
+/// A client that trickles its body (a byte every 200 ms) is cut off with a 408 once
+/// `--body-read-timeout-secs` has passed, in the dialect's shape.
+#[tokio::test]
+async fn a_trickled_body_is_cut_off_with_408() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let server = ApiServer::start(&env, &[("DARKROOM_BODY_READ_TIMEOUT_SECS", "1")]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+    for (path, shaped) in [("/v1/jobs", "request_timeout"), ("/sdapi/v1/txt2img", "HTTPException"), ("/v1/image/generation", "invalid_request_error")] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("head");
+        let started = std::time::Instant::now();
+        let mut answer = vec![0u8; 4096];
+        let read = async {
+            loop {
+                tokio::select! {
+                    n = stream.read(&mut answer) => return n.unwrap_or(0),
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        let _ = stream.write_all(b" ").await;
+                    }
+                }
+            }
+        };
+        let n = tokio::time::timeout(Duration::from_secs(10), read).await.expect("answered while trickling");
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(text.contains(shaped), "{path}: the dialect's shape: {text}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{path}: cut off near the deadline, not after {:?}", started.elapsed());
+    }
+}
