@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// much per pixel, so its largest requests (2048×2048 × 8 × 150 = 57,600) are refused.
     #[arg(long, env = "DARKROOM_MAX_JOB_COST", default_value_t = 4800.0, value_parser = above_zero)]
     pub max_job_cost: f64,
+    /// Requests of one tenant that may wait for their jobs at once (`Prefer: wait` and the
+    /// blocking dialects), per API process; over it, 429 (0: no cap).
+    #[arg(long, env = "DARKROOM_MAX_WAITING", default_value_t = 64)]
+    pub max_waiting: u32,
     /// Seconds a client may take to send a request body; a slower one is answered 408.
     #[arg(long, env = "DARKROOM_BODY_READ_TIMEOUT_SECS", default_value_t = 60.0, value_parser = above_zero)]
     pub body_read_timeout_secs: f64,

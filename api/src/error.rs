@@ -64,7 +64,7 @@ pub enum ApiError {
     #[error("the rate limit of {} jobs a minute (burst {}) is reached; retry in {} s", rate.per_minute, rate.burst, whole_secs(*retry_after))]
     RateLimited { retry_after: Duration, rate: Rate },
     /// The tenant is at one of its quotas: `limit` names it, `value` is its value (429).
-    #[error("the tenant has {value} queued or running jobs, its limit ({limit}); submit again when some have finished")]
+    #[error("{}", quota_message(limit, *value))]
     QuotaExceeded { limit: &'static str, value: i64 },
     /// No live worker serves the model yet (503, retry after about `estimated`).
     #[error("Model {model} is currently loading")]
@@ -122,6 +122,13 @@ pub struct PublicError<'a> {
     pub retry_after: Option<u64>,
     /// Further response headers (the rate limit's).
     pub headers: Vec<(&'static str, String)>,
+}
+
+fn quota_message(limit: &str, value: i64) -> String {
+    match limit {
+        "max_waiting" => format!("the tenant has {value} requests waiting for their jobs, its limit ({limit}); poll instead, or retry shortly"),
+        _ => format!("the tenant has {value} queued or running jobs, its limit ({limit}); submit again when some have finished"),
+    }
 }
 
 /// Seconds, rounded up.

@@ -63,6 +63,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         tenant_defaults: args.tenant_defaults,
         max_job_cost: args.max_job_cost,
         body_read_timeout: Duration::from_secs_f64(args.body_read_timeout_secs),
+        max_waiting: args.max_waiting,
         max_options_keys: args.max_options_keys,
         max_options_bytes: args.max_options_bytes,
     };

@@ -38,6 +38,8 @@ pub struct Settings {
     pub tenant_defaults: TenantDefaults,
     /// The largest job accepted, in cost units (`darkroom_shared::cost`).
     pub max_job_cost: f64,
+    /// The most requests of one tenant that may wait for their jobs at once (in this process).
+    pub max_waiting: u32,
     /// The longest a client may take to send a request body.
     pub body_read_timeout: Duration,
     /// Bounds on a tenant's stored A1111 options.
@@ -137,6 +139,7 @@ pub struct Service {
     queue: Queue,
     rate_limiter: RateLimiter,
     waiters: Waiters,
+    waiting: WaitingRequests,
     settings: Settings,
     shutdown: CancellationToken,
 }
@@ -148,7 +151,7 @@ fn not_found(id: Uuid) -> ApiError {
 impl Service {
     pub fn new(store: Store, queue: Queue, waiters: Waiters, settings: Settings, shutdown: CancellationToken) -> Arc<Service> {
         let rate_limiter = RateLimiter::new(queue.pool().clone(), queue.prefix());
-        Arc::new(Service { store, queue, rate_limiter, waiters, settings, shutdown })
+        Arc::new(Service { store, queue, rate_limiter, waiters, waiting: WaitingRequests::default(), settings, shutdown })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -233,6 +236,11 @@ impl Service {
     /// the job. A server shutting down ends the wait: the job as it stands for `UpTo`, and
     /// [`ApiError::ShuttingDown`] for `UntilDone` (the job goes on).
     pub async fn submit_and_wait(&self, tenant: &Tenant, submission: Submission, catalog: &[ModelInfo], wait: Wait) -> Result<Outcome, ApiError> {
+        // A request that will wait holds a place among the tenant's waiting requests.
+        let _waiting = match wait {
+            Wait::UpTo(d) if d.is_zero() => None,
+            _ => Some(self.waiting.enter(tenant.id, self.settings.max_waiting)?),
+        };
         let job = match &submission.idempotency_key {
             None => self.submit(tenant, submission.request, catalog).await?,
             Some(key) => match self.submit_once(tenant, key, submission.request, catalog).await? {
@@ -423,5 +431,42 @@ impl Service {
         let (pg, redis) = tokio::join!(pg, redis);
         let flat = |r: Result<Result<(), String>, tokio::time::error::Elapsed>| r.unwrap_or_else(|_| Err("timed out".into()));
         Readiness { postgres: flat(pg.map(|r| r.map_err(|e| e.to_string()))), redis: flat(redis.map(|r| r.map_err(|e| e.to_string()))) }
+    }
+}
+
+/// How many requests of each tenant wait for their jobs in this process.
+#[derive(Default)]
+struct WaitingRequests {
+    by_tenant: std::sync::Mutex<std::collections::HashMap<Uuid, u32>>,
+}
+
+/// A waiting request's place; dropping it gives the place back.
+struct WaitingPlace<'a> {
+    requests: &'a WaitingRequests,
+    tenant: Uuid,
+}
+
+impl WaitingRequests {
+    /// Take a place for one more waiting request of `tenant`, unless it already has `max` (0: no cap).
+    fn enter(&self, tenant: Uuid, max: u32) -> Result<WaitingPlace<'_>, ApiError> {
+        let mut map = self.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(tenant).or_insert(0);
+        if max > 0 && *n >= max {
+            return Err(ApiError::QuotaExceeded { limit: "max_waiting", value: i64::from(max) });
+        }
+        *n += 1;
+        Ok(WaitingPlace { requests: self, tenant })
+    }
+}
+
+impl Drop for WaitingPlace<'_> {
+    fn drop(&mut self) {
+        let mut map = self.requests.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
+        }
     }
 }

@@ -666,3 +666,31 @@ async fn idempotency_keys_return_the_first_job() {
     assert_eq!(status, StatusCode::ACCEPTED, "{theirs}");
     assert_ne!(theirs["id"], first["id"]);
 }
+
+/// `--max-waiting`: a tenant's requests waiting for their jobs are capped (429 naming the
+/// limit); submissions that do not wait, and other tenants, are not affected.
+#[tokio::test]
+async fn waiting_requests_are_capped_per_tenant() {
+    let s = Service::start(&[("DARKROOM_MAX_WAITING", "2")]).await;
+    let body = json!({"model": "tiny", "prompt": "p"});
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let r = s.post("/v1/jobs").header("Prefer", "wait=4").json(&body);
+            tokio::spawn(async move { call(r).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, e) = call(s.post("/v1/jobs").header("Prefer", "wait=4").json(&body)).await;
+    assert_eq!((status, e["error"]["type"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("quota_exceeded")), "{e}");
+    assert!(e["error"]["message"].as_str().is_some_and(|m| m.contains("max_waiting")), "{e}");
+    let (status, _) = s.submit(body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "a submission that does not wait");
+    let other = s.env.tenant_with_token("other");
+    let (status, _) = call(s.http.post(s.server.url("/v1/jobs")).bearer_auth(&other).header("Prefer", "wait=1").json(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "another tenant waits");
+    for w in waiting {
+        assert_eq!(w.await.expect("waiter").0, StatusCode::ACCEPTED);
+    }
+    let (status, _) = call(s.post("/v1/jobs").header("Prefer", "wait=1").json(&body)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "places are given back");
+}
