@@ -258,7 +258,12 @@ impl Service {
             Wait::UpTo(d) => d.min(self.settings.max_wait),
             Wait::UntilDone(d) => d,
         };
-        let job = self.wait_for(tenant, job.id, limit).await?;
+        // A blocking request whose client goes away (its future is dropped) cancels its job:
+        // nobody else can receive the answer.
+        let mut orphan = CancelOnDrop { store: self.store.clone(), tenant, job: job.id, armed: matches!(wait, Wait::UntilDone(_)) };
+        let job = self.wait_for(tenant, job.id, limit).await;
+        orphan.armed = false;
+        let job = job?;
         if job.status.is_terminal() {
             return Ok(Outcome::Done(self.with_images(job).await?));
         }
@@ -468,5 +473,29 @@ impl Drop for WaitingPlace<'_> {
                 map.remove(&self.tenant);
             }
         }
+    }
+}
+
+/// Cancels a job when dropped: held by a blocking request while it waits, so that a client
+/// that disconnects does not leave its job to run for nobody.
+struct CancelOnDrop {
+    store: Store,
+    tenant: Uuid,
+    job: Uuid,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (store, tenant, job) = (self.store.clone(), self.tenant, self.job);
+        tracing::info!(%job, "the client went away: canceling its job");
+        tokio::spawn(async move {
+            if let Err(e) = store.cancel(tenant, job).await {
+                tracing::warn!(%job, "could not cancel the job of a client that went away: {e}");
+            }
+        });
     }
 }

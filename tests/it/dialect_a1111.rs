@@ -376,3 +376,31 @@ async fn options_are_bounded_per_tenant() {
     let options: Value = http.get(api.url("/sdapi/v1/options")).basic_auth("me", Some(&token)).send().await.expect("answer").json().await.expect("json");
     assert!(options.get("c").is_none() && options["a"] == 1, "a refused change keeps nothing: {options}");
 }
+
+/// A blocking request whose client disconnects cancels its job (nobody can receive it).
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_blocking_job() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
+    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    let api = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let gone = http
+        .post(api.url("/sdapi/v1/txt2img"))
+        .basic_auth("me", Some(&token))
+        .json(&json!({"prompt": "p", "width": 64, "height": 64}))
+        .timeout(Duration::from_millis(800))
+        .send()
+        .await;
+    assert!(gone.is_err(), "no worker: the request blocks until the client gives up");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let jobs: Value = http.get(api.url("/v1/jobs")).bearer_auth(&token).send().await.expect("list").json().await.expect("json");
+        if jobs["data"][0]["status"] == "canceled" {
+            break;
+        }
+        assert!(Instant::now() < until, "the job was canceled once its client went away: {jobs}\n{}", api.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
