@@ -42,23 +42,15 @@ impl Effective {
 /// Copy every tenant's weight and running cap into Redis every `every` until `shutdown`, so a
 /// changed limit (or a Redis that lost its data) is in force within that time.
 pub async fn sync(store: Store, queue: Queue, defaults: TenantDefaults, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    darkroom_shared::shutdown::every(every, &shutdown, || async {
         let limits = match store.all_tenant_limits().await {
             Ok(l) => l,
-            Err(e) => {
-                tracing::warn!("reading tenants' limits failed: {e}");
-                continue;
-            }
+            Err(e) => return tracing::warn!("reading tenants' limits failed: {e}"),
         };
         let limits: Vec<_> = limits.iter().map(|(id, own)| (*id, Effective::of(own, &defaults).scheduling())).collect();
         if let Err(e) = queue.set_limits(&limits).await {
             tracing::warn!("copying tenants' limits to Redis failed: {e}");
         }
-    }
+    })
+    .await
 }

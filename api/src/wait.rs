@@ -147,22 +147,17 @@ pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken)
 /// Every `every`, check all waited-on jobs in one query and wake the finished ones: a lost
 /// notification delays a waiter by at most this much.
 pub async fn sweep(store: Store, waiters: Waiters, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    darkroom_shared::shutdown::every(every, &shutdown, || async {
         let ids = waiters.waited_on();
         if ids.is_empty() {
-            continue;
+            return;
         }
         match store.finished_among(&ids).await {
             Ok(done) => done.into_iter().for_each(|id| waiters.wake(id)),
             Err(e) => tracing::warn!("waiter sweep failed: {e}"),
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -39,3 +39,20 @@ async fn sigterm() {
 async fn sigterm() {
     std::future::pending::<()>().await;
 }
+
+/// Run `pass` every `every` (the first right away; a late pass delays the next rather than
+/// bunching them) until `shutdown` is cancelled: the loop of every periodic background task.
+pub async fn every<F, Fut>(every: std::time::Duration, shutdown: &CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => pass().await,
+        }
+    }
+}

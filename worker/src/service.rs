@@ -143,17 +143,12 @@ async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) {
 }
 
 async fn heartbeats(store: Store, worker: Uuid, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                if let Err(e) = store.heartbeat(worker).await {
-                    tracing::warn!("heartbeat failed: {e}");
-                }
-            }
+    darkroom_shared::shutdown::every(every, &shutdown, || async {
+        if let Err(e) = store.heartbeat(worker).await {
+            tracing::warn!("heartbeat failed: {e}");
         }
-    }
+    })
+    .await
 }
 
 /// Claim a delivered job and, if it is ours, run it to its end.
