@@ -8,14 +8,16 @@
 //! It splits into the queue wait (submitted to claimed), the worker's own time around the
 //! compute (claimed to finished, minus compute) and the API's (the rest: HTTP, validation, the
 //! insert, the wake-up of the waiting request, the answer).
-use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Parser;
 use serde_json::{json, Value};
+
+use common::{percentile, Deployment};
+
+mod common;
 
 #[derive(Parser, Debug)]
 #[command(about = "Measure the job service's overhead (end-to-end minus compute) and throughput")]
@@ -40,77 +42,17 @@ struct Args {
     redis_url: String,
 }
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Start a process and wait for a line of its stderr containing `ready`; returns that line.
-fn start(cmd: &mut Command, ready: &str) -> anyhow::Result<(Proc, String)> {
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().with_context(|| format!("starting {cmd:?}"))?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let proc = Proc(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ready = ready.to_string();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains(&ready) {
-                let _ = tx.send(line);
-                sent = true;
-            }
-        }
-    });
-    let line = rx.recv_timeout(Duration::from_secs(120)).context("the process did not become ready")?;
-    Ok((proc, line))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let database_url = format!("{}/darkroom_bench_{id}", args.postgres);
-    let env = [
-        ("DATABASE_URL", database_url.clone()),
-        ("REDIS_URL", args.redis_url.clone()),
-        ("DARKROOM_REDIS_PREFIX", format!("darkroom_bench_{id}")),
-        ("RUST_LOG", "warn,darkroom_worker::service=info,darkroom_api=info".into()),
-    ];
-    let api_bin = args.bin_dir.join("darkroom-api");
-    let worker_bin = args.bin_dir.join("darkroom-worker");
-    let admin = |a: &[&str]| -> anyhow::Result<String> {
-        let o = Command::new(&api_bin).args(a).envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output()?;
-        if !o.status.success() {
-            bail!("darkroom-api {a:?}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").trim().to_string())
-    };
-    admin(&["tenant", "create", "bench"])?;
-    let token = admin(&["token", "issue", "bench"])?;
-    let (_api, line) =
-        start(Command::new(&api_bin).args(["serve", "--listen", "127.0.0.1:0"]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))), "listening on http://")?;
-    let base = format!("http://{}", line.split("listening on http://").nth(1).context("address")?.trim());
-    let model = format!("tiny={}", args.model_dir.display());
-    let mut workers = Vec::new();
-    for _ in 0..args.workers {
-        let (w, _) = start(
-            Command::new(&worker_bin).args(["run", "--ep", "cpu", "--threads", "1", "--model", &model]).envs(env.iter().map(|(k, v)| (*k, v.as_str()))),
-            "waiting for jobs",
-        )?;
-        workers.push(w);
-    }
-    let store = darkroom_shared::store::Store::connect(&database_url, 4).await?;
+    let deployment = Deployment::new(&args.bin_dir, &args.postgres, &args.redis_url);
+    deployment.admin(&["tenant", "create", "bench"])?;
+    // No rate limit or queued quota: the serve defaults (600 a minute, 1000 queued) would throttle the benchmark.
+    deployment.admin(&["tenant", "set", "bench", "--rate", "0", "--max-queued", "0"])?;
+    let token = deployment.admin(&["token", "issue", "bench"])?;
+    let (_api, base) = deployment.serve()?;
+    let workers = deployment.workers(args.workers, &args.model_dir)?;
+    let store = darkroom_shared::store::Store::connect(&deployment.database_url, 4).await?;
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let body = json!({"model": "tiny", "prompt": "a red apple", "width": 64, "height": 64, "steps": 1, "seed": 1});
 
@@ -183,9 +125,6 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     drop(workers);
-    sqlx::query(&format!("DROP DATABASE IF EXISTS darkroom_bench_{id} WITH (FORCE)"))
-        .execute(&sqlx::PgPool::connect(&format!("{}/postgres", args.postgres)).await?)
-        .await
-        .ok();
+    deployment.drop_database().await?;
     Ok(())
 }
