@@ -694,3 +694,19 @@ async fn waiting_requests_are_capped_per_tenant() {
     let (status, _) = call(s.post("/v1/jobs").header("Prefer", "wait=1").json(&body)).await;
     assert_eq!(status, StatusCode::ACCEPTED, "places are given back");
 }
+
+/// `queue_position` counts only the caller's own queued jobs: another tenant's backlog is
+/// neither revealed nor in the way (fair queuing interleaves tenants).
+#[tokio::test]
+async fn queue_positions_reveal_only_the_callers_own_line() {
+    let s = Service::start(&[]).await;
+    let other = s.env.tenant_with_token("other");
+    for _ in 0..3 {
+        let (status, _) = call(s.http.post(s.server.url("/v1/jobs")).bearer_auth(&other).json(&json!({"model": "tiny", "prompt": "p"}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (_, mine) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
+    assert_eq!(mine["queue_position"], 0, "{mine}");
+    let (_, second) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
+    assert_eq!(second["queue_position"], 1, "{second}");
+}

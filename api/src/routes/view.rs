@@ -17,7 +17,8 @@ pub struct JobView {
     /// The canonical request as stored (defaults filled, seed resolved), without the init image.
     pub request: GenerationRequest,
     pub progress: Progress,
-    /// While queued: how many jobs of the same model are served before this one (0 = next).
+    /// While queued: how many of the caller's own queued jobs for the same model are older (0: the
+    /// caller's next; counted up to 1000). Other tenants' queues are not revealed.
     pub queue_position: Option<i64>,
     /// Deliveries that reached a worker.
     pub attempts: i32,

@@ -17,6 +17,9 @@ pub(super) const JOB_COLUMNS: &str =
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 
+/// The largest queue position reported (the count stops there).
+pub const MAX_QUEUE_POSITION: i64 = 1000;
+
 /// Expired leases handled per transaction by recovery.
 pub const EXPIRE_BATCH: i64 = 100;
 
@@ -88,24 +91,20 @@ impl Store {
             .await?)
     }
 
-    /// Where a queued job stands: how many queued jobs of its model are served before it when
-    /// the tenants with work take turns (an estimate: 0 means next).
+    /// Where a queued job stands in its tenant's own line: how many of the tenant's queued jobs
+    /// for the same model are older (0: next of this tenant's). Other tenants' queues are neither
+    /// counted nor revealed (fair queuing interleaves them), and the count stops at
+    /// [`MAX_QUEUE_POSITION`], so its cost does not grow with the backlog.
     pub async fn queue_position(&self, job: &Job) -> Result<i64, StoreError> {
-        let (pos,): (i64,) = sqlx::query_as(
-            "WITH mine AS (
-                 SELECT count(*) AS ahead FROM jobs
-                 WHERE status = $4 AND model = $1 AND tenant_id = $2 AND id < $3),
-             others AS (
-                 SELECT tenant_id, count(*) AS n FROM jobs
-                 WHERE status = $4 AND model = $1 AND tenant_id <> $2 GROUP BY tenant_id)
-             SELECT (SELECT ahead FROM mine) + coalesce((SELECT sum(least(n, (SELECT ahead FROM mine) + 1)) FROM others), 0)::bigint",
-        )
-        .bind(&job.model)
-        .bind(job.tenant_id)
-        .bind(job.id)
-        .bind(Queued)
-        .fetch_one(self.pool())
-        .await?;
+        let (pos,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE status = $4 AND model = $1 AND tenant_id = $2 AND id < $3 LIMIT $5) AS ahead")
+                .bind(&job.model)
+                .bind(job.tenant_id)
+                .bind(job.id)
+                .bind(Queued)
+                .bind(MAX_QUEUE_POSITION)
+                .fetch_one(self.pool())
+                .await?;
         Ok(pos)
     }
 
