@@ -75,12 +75,16 @@ impl Delivery {
 }
 
 /// Push a job id for a tenant, note its cost and the tenant's work on the model, wake a worker.
+/// A push at the back of a job already pending is skipped (the submission and a recovery pass
+/// may both enqueue a new job); a push at the front (a delivery that never started) always goes.
 /// KEYS: tenants set, tenant queue, wake, pending, cost. ARGV: tenant, job, "1" to push at the
 /// front, cost.
 const ENQUEUE: &str = r#"
-redis.call('SADD', KEYS[4], ARGV[2])
+local new = redis.call('SADD', KEYS[4], ARGV[2])
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[4])
-if ARGV[3] == '1' then redis.call('LPUSH', KEYS[2], ARGV[2]) else redis.call('RPUSH', KEYS[2], ARGV[2]) end
+if ARGV[3] == '1' then redis.call('LPUSH', KEYS[2], ARGV[2])
+elseif new == 1 then redis.call('RPUSH', KEYS[2], ARGV[2])
+else return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('LPUSH', KEYS[3], '1')
 redis.call('LTRIM', KEYS[3], 0, 63)

@@ -161,7 +161,13 @@ async fn handle(
     shutdown: &CancellationToken,
 ) -> Result<(), ServiceError> {
     let claim = store.claim(d.job, s.worker_id, s.lease).await;
-    if let Err(e) = queue.ack(d, matches!(claim, Ok(Some(_)))).await {
+    // A delivery that is not ours to run frees its running slot, unless the job runs elsewhere
+    // (a duplicate delivery: the slot is that run's).
+    let holds_slot = match &claim {
+        Ok(Some(_)) => true,
+        _ => matches!(store.job_status(d.job).await, Ok(Some(JobStatus::Running))),
+    };
+    if let Err(e) = queue.ack(d, holds_slot).await {
         tracing::warn!(job = %d.job, "acknowledging the delivery failed: {e}");
     }
     let Some(claim) = claim? else {
