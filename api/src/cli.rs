@@ -1,6 +1,8 @@
 //! The command line of `darkroom-api`: one clap struct. Every flag falls back to an environment
 //! variable; the backend flags (`--database-url`, `--redis-url`, ...) may come before or after
 //! the subcommand.
+use std::time::Duration;
+
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use darkroom_shared::config::{Backends, DeliveryPolicy};
 
@@ -53,6 +55,19 @@ pub struct ServeArgs {
     /// much per pixel, so its largest requests (2048×2048 × 8 × 150 = 57,600) are refused.
     #[arg(long, env = "DARKROOM_MAX_JOB_COST", default_value_t = 4800.0, value_parser = above_zero)]
     pub max_job_cost: f64,
+    /// How long a finished job's images (and init image) are kept: `7d`, `12h`, `30m`, `45s`, or
+    /// 0 to keep them forever. A purged image answers 410 Gone.
+    #[arg(long, env = "DARKROOM_RETENTION", default_value = "7d", value_parser = duration)]
+    pub retention: Duration,
+    /// How long a finished job's row is kept (0: forever); its images go with it.
+    #[arg(long, env = "DARKROOM_JOB_RETENTION", default_value = "30d", value_parser = duration)]
+    pub job_retention: Duration,
+    /// How long the rows of stopped workers are kept.
+    #[arg(long, env = "DARKROOM_WORKER_RETENTION", default_value = "1d", value_parser = duration)]
+    pub worker_retention: Duration,
+    /// Seconds between purge passes (any number of replicas may run them).
+    #[arg(long, env = "DARKROOM_PURGE_EVERY_SECS", default_value_t = 60.0, value_parser = above_zero)]
+    pub purge_every_secs: f64,
     /// Requests of one tenant that may wait for their jobs at once (`Prefer: wait` and the
     /// blocking dialects), per API process; over it, 429 (0: no cap).
     #[arg(long, env = "DARKROOM_MAX_WAITING", default_value_t = 64)]
@@ -131,6 +146,26 @@ pub enum TenantCommand {
         #[arg(long, value_name = "W|default", value_parser = limit::<f64>)]
         weight: Option<Limit<f64>>,
     },
+}
+
+/// A duration: a number with a unit (`d`, `h`, `m`, `s`; seconds without one).
+fn duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = raw.find(|c: char| c.is_ascii_alphabetic()).map(|i| raw.split_at(i)).unwrap_or((raw, "s"));
+    let scale = match unit {
+        "d" => 86_400.0,
+        "h" => 3_600.0,
+        "m" => 60.0,
+        "s" => 1.0,
+        _ => return Err(format!("expected a duration such as 7d, 12h, 30m or 45s, got {raw:?}")),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .map(|n| Duration::from_secs_f64(n * scale))
+        .ok_or_else(|| format!("expected a duration such as 7d, 12h, 30m or 45s, got {raw:?}"))
 }
 
 fn at_least_zero(raw: &str) -> Result<f64, String> {

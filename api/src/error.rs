@@ -42,6 +42,9 @@ pub enum ApiError {
     /// No such resource for this caller (404); another tenant's job is not found either.
     #[error("{0}")]
     NotFound(String),
+    /// It was there, and retention deleted it (410).
+    #[error("{0}")]
+    Gone(String),
     /// The request conflicts with the current state (409).
     #[error("{0}")]
     Conflict(String),
@@ -145,6 +148,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone"),
             ApiError::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),

@@ -72,6 +72,8 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     let mut tasks = JoinSet::new();
     tasks.spawn(wait::listen(store.clone(), waiters.clone(), shutdown.clone()));
     tasks.spawn(wait::sweep(store.clone(), waiters, SWEEP_EVERY, shutdown.clone()));
+    let retention = Retention { images: args.retention, jobs: args.job_retention, workers: args.worker_retention };
+    tasks.spawn(purge(store.clone(), retention, Duration::from_secs_f64(args.purge_every_secs), shutdown.clone()));
     tasks.spawn(limits::sync(store.clone(), queue.clone(), args.tenant_defaults, delivery.recovery_every(), shutdown.clone()));
     tasks.spawn(recovery::run(store, queue, delivery.max_attempts, delivery.recovery_every(), shutdown.clone().cancelled_owned()));
 
@@ -89,6 +91,40 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long what finished jobs leave behind is kept (zero: forever).
+#[derive(Clone, Copy, Debug)]
+struct Retention {
+    images: Duration,
+    jobs: Duration,
+    workers: Duration,
+}
+
+/// Every `every`, delete what retention no longer keeps: images and init images, job rows,
+/// rows of stopped workers. Batches skip locked rows, so replicas purge side by side.
+async fn purge(store: Store, retention: Retention, every: Duration, shutdown: CancellationToken) {
+    darkroom_shared::shutdown::every(every, &shutdown, || async {
+        let pass = async {
+            let mut purged = darkroom_shared::store::Purged::default();
+            if !retention.images.is_zero() {
+                purged.images_of = store.purge_images(retention.images).await?;
+            }
+            if !retention.jobs.is_zero() {
+                purged.jobs = store.purge_jobs(retention.jobs).await?;
+            }
+            if !retention.workers.is_zero() {
+                purged.workers = store.prune_workers(retention.workers).await?;
+            }
+            Ok::<_, StoreError>(purged)
+        };
+        match pass.await {
+            Ok(p) if p == darkroom_shared::store::Purged::default() => {}
+            Ok(p) => tracing::info!(images_of = p.images_of, jobs = p.jobs, workers = p.workers, "purged"),
+            Err(e) => tracing::warn!("purge failed: {e}"),
+        }
+    })
+    .await
 }
 
 /// Try `connect` until it succeeds, [`STARTUP_PATIENCE`] passes (then its last error) or a

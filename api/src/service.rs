@@ -390,9 +390,18 @@ impl Service {
         self.details(job).await
     }
 
-    /// One image of one of the tenant's jobs: its format name and bytes.
+    /// One image of one of the tenant's jobs: its format name and bytes. An image retention
+    /// deleted is [`ApiError::Gone`].
     pub async fn image(&self, tenant: Uuid, id: Uuid, index: i32) -> Result<(String, Vec<u8>), ApiError> {
-        self.store.image(tenant, id, index).await?.ok_or_else(|| ApiError::NotFound(format!("job {id} has no image {index}")))
+        if let Some(image) = self.store.image(tenant, id, index).await? {
+            return Ok(image);
+        }
+        match self.store.job(tenant, id).await? {
+            Some(Job { purged_at: Some(at), .. }) => {
+                Err(ApiError::Gone(format!("job {id}'s images were deleted on {} (retention); the job's record remains", at.format("%Y-%m-%d %H:%M:%S UTC"))))
+            }
+            _ => Err(ApiError::NotFound(format!("job {id} has no image {index}"))),
+        }
     }
 
     /// The tenant's newest succeeded job made for a request with this cache key, with its images.

@@ -54,6 +54,8 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When retention deleted the job's images (and init image).
+    pub purged_at: Option<DateTime<Utc>>,
 }
 
 /// An image's metadata (its bytes are fetched separately).

@@ -710,3 +710,35 @@ async fn queue_positions_reveal_only_the_callers_own_line() {
     let (_, second) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
     assert_eq!(second["queue_position"], 1, "{second}");
 }
+
+/// Retention: a finished job's images go after `--retention` (the image answers 410 with a JSON
+/// error; the job stays, marked), job rows after `--job-retention`, stopped workers' rows after
+/// `--worker-retention`.
+#[tokio::test]
+async fn retention_purges_images_then_jobs_then_old_workers() {
+    let s = Service::start(&[("DARKROOM_RETENTION", "1s"), ("DARKROOM_JOB_RETENTION", "0"), ("DARKROOM_PURGE_EVERY_SECS", "0.3")]).await;
+    let (_, job) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
+    let claim = take_job(&s.env, "tiny").await;
+    let store = s.env.store().await;
+    let image = NewImage { idx: 0, seed: 1, format: "png".into(), width: 8, height: 8, bytes: png(8, 8) };
+    assert!(store.complete(claim.job_id, claim.lease, &[image]).await.unwrap());
+    let url = format!("/v1/jobs/{}/images/0", id_of(&job));
+    assert_eq!(s.get(&url).send().await.unwrap().status(), StatusCode::OK, "kept at first");
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = call(s.get(&url)).await;
+        if status == StatusCode::GONE {
+            assert_eq!(body["error"]["type"], "gone", "{body}");
+            break;
+        }
+        assert!(Instant::now() < until, "the image was purged after its retention: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (status, view) = call(s.get(&format!("/v1/jobs/{}", id_of(&job)))).await;
+    assert_eq!((status, view["status"].as_str(), view["images"].clone()), (StatusCode::OK, Some("succeeded"), json!([])), "{view}");
+    assert!(view["images_purged_at"].is_string(), "{view}");
+    // Job rows and old workers' rows, as the purge pass deletes them.
+    assert_eq!(store.purge_jobs(Duration::from_millis(1)).await.unwrap(), 1);
+    assert_eq!(call(s.get(&format!("/v1/jobs/{}", id_of(&job)))).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(store.prune_workers(Duration::from_millis(1)).await.unwrap(), 1, "the stopped catalog worker");
+}

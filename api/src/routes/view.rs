@@ -27,6 +27,9 @@ pub struct JobView {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// When retention deleted the job's images (they are then `[]`; their URLs answer 410).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images_purged_at: Option<DateTime<Utc>>,
     pub images: Vec<ImageView>,
     pub links: Links,
 }
@@ -101,6 +104,7 @@ fn job_view(job: Job, queue_position: Option<i64>, images: Vec<ImageView>) -> Jo
         created_at: job.created_at,
         started_at: job.started_at,
         finished_at: job.finished_at,
+        images_purged_at: job.purged_at,
         images,
         links: Links { this: job_url(job.id), cancel: format!("/v1/jobs/{}/cancel", job.id) },
     }

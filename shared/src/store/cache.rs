@@ -25,11 +25,13 @@ impl Store {
 
     /// The tenant's newest succeeded job made for a request with `key`, if any.
     pub async fn cached_job(&self, tenant: Uuid, key: &[u8]) -> Result<Option<Job>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND cache_key = $2 AND status = $3 ORDER BY id DESC LIMIT 1"))
-            .bind(tenant)
-            .bind(key)
-            .bind(JobStatus::Succeeded)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND cache_key = $2 AND status = $3 AND purged_at IS NULL ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(tenant)
+        .bind(key)
+        .bind(JobStatus::Succeeded)
+        .fetch_optional(self.pool())
+        .await?)
     }
 }

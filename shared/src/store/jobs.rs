@@ -13,7 +13,7 @@ use crate::request::GenerationRequest;
 
 /// The columns of a [`Job`]: every query that reads jobs selects (or returns) these.
 pub(super) const JOB_COLUMNS: &str =
-    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at";
+    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at, purged_at";
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 

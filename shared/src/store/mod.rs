@@ -10,12 +10,14 @@ mod cache;
 mod catalog;
 mod idempotency;
 mod jobs;
+mod retention;
 mod settings;
 mod tenants;
 
 pub use cache::cache_key;
 pub use catalog::{ModelEntry, ModelInfo};
 pub use idempotency::{request_hash, KeyUse, IDEMPOTENCY_TTL_HOURS};
+pub use retention::{Purged, PURGE_BATCH};
 pub use tenants::{LimitsUpdate, Tenant, TenantLimits, TenantSummary, VISIBLE_PREFIX_LEN};
 
 /// The channel on which job state changes are announced (payload: the job id).

@@ -1,0 +1,77 @@
+//! Retention: what finished jobs leave behind is deleted after a while, in small batches that
+//! skip rows other transactions hold, so any number of API replicas can run the purge at once
+//! without long locks or table rewrites.
+use std::time::Duration;
+
+use super::{Store, StoreError};
+
+/// Rows handled per statement.
+pub const PURGE_BATCH: i64 = 500;
+
+/// What one purge pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Jobs whose images (and init image) were deleted.
+    pub images_of: u64,
+    /// Job rows deleted.
+    pub jobs: u64,
+    /// Rows of workers stopped (or silent) long ago.
+    pub workers: u64,
+}
+
+impl Store {
+    /// Delete the images and init images of jobs finished more than `after` ago, a batch at a
+    /// time; the jobs stay, marked purged.
+    pub async fn purge_images(&self, after: Duration) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(
+                "WITH victims AS (
+                     SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1) AND purged_at IS NULL
+                     ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 gone AS (DELETE FROM images WHERE job_id IN (SELECT id FROM victims))
+                 UPDATE jobs SET purged_at = now(), request = request - 'init_image' WHERE id IN (SELECT id FROM victims)",
+            )
+            .bind(after.as_secs_f64())
+            .bind(PURGE_BATCH)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Delete jobs finished more than `after` ago (their images and idempotency keys go with
+    /// them), a batch at a time.
+    pub async fn purge_jobs(&self, after: Duration) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM jobs WHERE id IN (
+                     SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1)
+                     ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(after.as_secs_f64())
+            .bind(PURGE_BATCH)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Delete the rows of workers stopped, or not heard from, more than `after` ago.
+    pub async fn prune_workers(&self, after: Duration) -> Result<u64, StoreError> {
+        Ok(sqlx::query("DELETE FROM workers WHERE coalesce(stopped_at, last_seen) < now() - make_interval(secs => $1)")
+            .bind(after.as_secs_f64())
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+}
