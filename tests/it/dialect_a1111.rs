@@ -316,7 +316,8 @@ async fn progress_and_interrupt_are_per_tenant() {
     let b = Sd::new(&api, &env.tenant_with_token("b"));
     let _worker = Worker::start(&env, &[]);
 
-    let long = json!({"prompt": "p", "width": 64, "height": 64, "steps": 150, "seed": 1});
+    // Long enough (150 steps at 192×192, seconds even on a quiet machine) to be caught running.
+    let long = json!({"prompt": "p", "width": 192, "height": 192, "steps": 150, "seed": 1});
     let a2 = Sd { http: a.http.clone(), base: a.base.clone(), token: a.token.clone() };
     let task = tokio::spawn(async move { a2.post("/txt2img", &long).await });
     let until = Instant::now() + Duration::from_secs(60);
