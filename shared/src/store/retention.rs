@@ -23,42 +23,35 @@ impl Store {
     /// Delete the images and init images of jobs finished more than `after` ago, a batch at a
     /// time; the jobs stay, marked purged.
     pub async fn purge_images(&self, after: Duration) -> Result<u64, StoreError> {
-        let mut total = 0;
-        loop {
-            let n = sqlx::query(
-                "WITH victims AS (
-                     SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1) AND purged_at IS NULL
-                     ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),
-                 gone AS (DELETE FROM images WHERE job_id IN (SELECT id FROM victims))
-                 UPDATE jobs SET purged_at = now(), request = request - 'init_image' WHERE id IN (SELECT id FROM victims)",
-            )
-            .bind(after.as_secs_f64())
-            .bind(PURGE_BATCH)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
-            total += n;
-            if n < PURGE_BATCH as u64 {
-                return Ok(total);
-            }
-        }
+        self.in_batches(
+            after,
+            "WITH victims AS (
+                 SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1) AND purged_at IS NULL
+                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+             gone AS (DELETE FROM images WHERE job_id IN (SELECT id FROM victims))
+             UPDATE jobs SET purged_at = now(), request = request - 'init_image' WHERE id IN (SELECT id FROM victims)",
+        )
+        .await
     }
 
     /// Delete jobs finished more than `after` ago (their images and idempotency keys go with
     /// them), a batch at a time.
     pub async fn purge_jobs(&self, after: Duration) -> Result<u64, StoreError> {
+        self.in_batches(
+            after,
+            "DELETE FROM jobs WHERE id IN (
+                 SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1)
+                 ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .await
+    }
+
+    /// Run `sql` (binding `after` in seconds as $1 and [`PURGE_BATCH`] as $2) until a run
+    /// touches fewer rows than a batch; the rows touched in all.
+    async fn in_batches(&self, after: Duration, sql: &str) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let n = sqlx::query(
-                "DELETE FROM jobs WHERE id IN (
-                     SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1)
-                     ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(after.as_secs_f64())
-            .bind(PURGE_BATCH)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+            let n = sqlx::query(sql).bind(after.as_secs_f64()).bind(PURGE_BATCH).execute(self.pool()).await?.rows_affected();
             total += n;
             if n < PURGE_BATCH as u64 {
                 return Ok(total);
