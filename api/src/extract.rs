@@ -6,6 +6,7 @@
 //! is answered 401 at once.
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
@@ -66,6 +67,9 @@ where
         let limit = Arc::<Service>::from_ref(state).settings().max_body_bytes;
         let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
+            // Take in what arrives within a second (up to the limit) so that a client that sends
+            // a modestly oversized body whole can read the answer instead of a broken pipe.
+            let _ = tokio::time::timeout(Duration::from_secs(1), axum::body::to_bytes(req.into_body(), limit)).await;
             return Err(ApiError::PayloadTooLarge { limit }.into());
         }
         // The whole body within the deadline: a client trickling it byte by byte is cut off.
