@@ -102,7 +102,7 @@ struct Retention {
 }
 
 /// Every `every`, delete what retention no longer keeps: images and init images, job rows,
-/// rows of stopped workers. Batches skip locked rows, so replicas purge side by side.
+/// rows of stopped workers, expired idempotency keys. Batches skip locked rows, so replicas purge side by side.
 async fn purge(store: Store, retention: Retention, every: Duration, shutdown: CancellationToken) {
     darkroom_shared::shutdown::every(every, &shutdown, || async {
         let pass = async {
@@ -116,11 +116,12 @@ async fn purge(store: Store, retention: Retention, every: Duration, shutdown: Ca
             if !retention.workers.is_zero() {
                 purged.workers = store.prune_workers(retention.workers).await?;
             }
+            purged.idempotency_keys = store.purge_idempotency_keys().await?;
             Ok::<_, StoreError>(purged)
         };
         match pass.await {
             Ok(p) if p == darkroom_shared::store::Purged::default() => {}
-            Ok(p) => tracing::info!(images_of = p.images_of, jobs = p.jobs, workers = p.workers, "purged"),
+            Ok(p) => tracing::info!(images_of = p.images_of, jobs = p.jobs, workers = p.workers, idempotency_keys = p.idempotency_keys, "purged"),
             Err(e) => tracing::warn!("purge failed: {e}"),
         }
     })

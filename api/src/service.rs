@@ -205,7 +205,7 @@ impl Service {
             });
         }
         let quota = (effective.max_queued > 0).then_some(i64::from(effective.max_queued));
-        let job = self.store.admit_job(tenant.id, &request, cost, quota).await?;
+        let job = self.store.admit_job(tenant.id, request, cost, quota).await?;
         let queued = async {
             self.queue.set_limits(&[(tenant.id, effective.scheduling())]).await?;
             self.queue.enqueue(&job.model, tenant.id, job.id, cost).await
@@ -423,19 +423,21 @@ impl Service {
         Ok(self.store.set_tenant_settings(tenant, settings, i64::from(keys), i64::from(bytes)).await?)
     }
 
-    /// The tenant's queued and running jobs, oldest first.
-    pub async fn unfinished(&self, tenant: Uuid) -> Result<Vec<Job>, ApiError> {
-        Ok(self.store.unfinished_jobs(tenant).await?)
+    /// The tenant's current job (oldest running, else oldest queued) and its number of
+    /// unfinished jobs (counted up to 1000).
+    pub async fn current_job(&self, tenant: Uuid) -> Result<(Option<Job>, i64), ApiError> {
+        Ok(self.store.current_job(tenant).await?)
     }
 
-    /// Cancel the tenant's running jobs (each stops at its next step); queued ones are left.
-    /// Returns how many were asked to stop.
-    pub async fn interrupt_running(&self, tenant: Uuid) -> Result<usize, ApiError> {
-        let running: Vec<Uuid> = self.unfinished(tenant).await?.into_iter().filter(|j| j.status == JobStatus::Running).map(|j| j.id).collect();
-        for id in &running {
-            self.store.cancel(tenant, *id).await?;
-        }
-        Ok(running.len())
+    /// Ask the tenant's running jobs to stop at their next step (queued ones are left).
+    /// Returns how many were asked.
+    pub async fn interrupt_running(&self, tenant: Uuid) -> Result<u64, ApiError> {
+        Ok(self.store.interrupt_running(tenant).await?)
+    }
+
+    /// A job's init image (base64), unless it has none or retention deleted it.
+    pub async fn init_image(&self, job: Uuid) -> Result<Option<String>, ApiError> {
+        Ok(self.store.init_image(job).await?)
     }
 
     /// Ask both backends, each within `timeout`.

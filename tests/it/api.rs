@@ -302,6 +302,12 @@ async fn bad_inputs_are_4xx_naming_the_field() {
     assert_eq!(status, StatusCode::ACCEPTED, "{job}");
     assert_eq!(job["request"]["strength"], 0.5);
     assert!(job["request"].get("init_image").is_none(), "the init image is not echoed");
+    // It is stored apart from the request, for the worker alone (listing never loads it).
+    let store = s.env.store().await;
+    let id = id_of(&job);
+    let (request,): (Value,) = sqlx::query_as("SELECT request FROM jobs WHERE id = $1").bind(id).fetch_one(store.pool()).await.unwrap();
+    assert!(request.get("init_image").is_none(), "{request}");
+    assert_eq!(store.init_image(id).await.unwrap().as_deref(), Some(ok_image.as_str()));
     assert!(!s.server.log().contains("panicked"));
 }
 
@@ -717,8 +723,10 @@ async fn queue_positions_reveal_only_the_callers_own_line() {
 #[tokio::test]
 async fn retention_purges_images_then_jobs_then_old_workers() {
     let s = Service::start(&[("DARKROOM_RETENTION", "1s"), ("DARKROOM_JOB_RETENTION", "0"), ("DARKROOM_PURGE_EVERY_SECS", "0.3")]).await;
-    let (_, job) = s.submit(json!({"model": "tiny", "prompt": "p"})).await;
+    let init_image = b64(&png(16, 16));
+    let (_, job) = s.submit(json!({"model": "tiny", "prompt": "p", "init_image": init_image, "strength": 0.5})).await;
     let claim = take_job(&s.env, "tiny").await;
+    assert_eq!(claim.request.init_image.as_deref(), Some(init_image.as_str()), "the worker gets the init image");
     let store = s.env.store().await;
     let image = NewImage { idx: 0, seed: 1, format: "png".into(), width: 8, height: 8, bytes: png(8, 8) };
     assert!(store.complete(claim.job_id, claim.lease, &[image]).await.unwrap());
@@ -737,7 +745,25 @@ async fn retention_purges_images_then_jobs_then_old_workers() {
     let (status, view) = call(s.get(&format!("/v1/jobs/{}", id_of(&job)))).await;
     assert_eq!((status, view["status"].as_str(), view["images"].clone()), (StatusCode::OK, Some("succeeded"), json!([])), "{view}");
     assert!(view["images_purged_at"].is_string(), "{view}");
-    // Job rows and old workers' rows, as the purge pass deletes them.
+    let id = id_of(&job);
+    assert_eq!(store.init_image(id).await.unwrap(), None, "the init image went with the images");
+    // Idempotency keys past their 24 hours, job rows and old workers' rows, as the purge pass
+    // deletes them.
+    let tenant: (uuid::Uuid,) = sqlx::query_as("SELECT tenant_id FROM jobs WHERE id = $1").bind(id).fetch_one(store.pool()).await.unwrap();
+    for (key, age) in [("old", "25 hours"), ("fresh", "1 hour")] {
+        sqlx::query("INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id, created_at) VALUES ($1, $2, '\\x00', $3, now() - $4::interval)")
+            .bind(tenant.0)
+            .bind(key)
+            .bind(id)
+            .bind(age)
+            .execute(store.pool())
+            .await
+            .unwrap();
+    }
+    // (The API's own pass, every 0.3 s, may get there first.)
+    assert!(store.purge_idempotency_keys().await.unwrap() <= 1);
+    let keys: Vec<(String,)> = sqlx::query_as("SELECT key FROM idempotency_keys").fetch_all(store.pool()).await.unwrap();
+    assert_eq!(keys, vec![("fresh".to_string(),)], "only the expired key is purged");
     assert_eq!(store.purge_jobs(Duration::from_millis(1)).await.unwrap(), 1);
     assert_eq!(call(s.get(&format!("/v1/jobs/{}", id_of(&job)))).await.0, StatusCode::NOT_FOUND);
     assert_eq!(store.prune_workers(Duration::from_millis(1)).await.unwrap(), 1, "the stopped catalog worker");

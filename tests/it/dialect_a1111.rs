@@ -202,10 +202,18 @@ async fn img2img_with_and_without_an_init_image() {
     assert_eq!(info["denoising_strength"].as_f64(), Some(0.5));
     assert!(info["infotexts"][0].as_str().unwrap().ends_with("Denoising strength: 0.5"));
     assert_eq!(r["parameters"]["init_images"], Value::Null, "init images are not echoed");
-    // Plain base64 works too.
+    // Plain base64 works too; include_init_images echoes it (read back from the store).
     let mut plain = body.clone();
-    plain["init_images"] = json!([png_b64(64, 64)]);
-    sd.generate("/img2img", plain).await;
+    let image = png_b64(64, 64);
+    plain["init_images"] = json!([image]);
+    plain["include_init_images"] = json!(true);
+    let (r, _) = sd.generate("/img2img", plain).await;
+    assert_eq!(r["parameters"]["init_images"], json!([image]));
+    // txt2img has no init image: one given there is refused, not ignored.
+    let (status, e) = sd.post("/txt2img", &json!({"prompt": "p", "init_images": [image]})).await;
+    assert_eq!((status, e["detail"][0]["loc"].clone()), (422, json!(["body", "init_images"])), "{e}");
+    let (status, e) = sd.post("/img2img", &json!({"prompt": "p", "init_images": "not a list"})).await;
+    assert_eq!((status, e["detail"][0]["loc"].clone()), (422, json!(["body", "init_images"])), "{e}");
 
     let mut none = body.clone();
     none.as_object_mut().unwrap().remove("init_images");

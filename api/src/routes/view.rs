@@ -89,13 +89,11 @@ fn image_view(job: Uuid, meta: &ImageMeta, bytes: Option<&[u8]>) -> ImageView {
 }
 
 fn job_view(job: Job, queue_position: Option<i64>, images: Vec<ImageView>) -> JobView {
-    let mut request = job.request;
-    request.init_image = None;
     JobView {
         id: job.id,
         status: job.status,
         model: job.model,
-        request,
+        request: job.request,
         progress: Progress { step: job.progress_step, total: job.progress_total },
         queue_position,
         attempts: job.attempts,

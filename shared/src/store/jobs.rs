@@ -29,6 +29,7 @@ struct Claimed {
     #[sqlx(flatten)]
     job: Job,
     lease: Uuid,
+    init_image: Option<String>,
 }
 
 fn secs(d: Duration) -> f64 {
@@ -38,14 +39,19 @@ fn secs(d: Duration) -> f64 {
 impl Store {
     /// Record a new queued job (of cost 1, with no quota: for tests and tools).
     pub async fn insert_job(&self, tenant: Uuid, request: &GenerationRequest) -> Result<Job, StoreError> {
-        self.admit_job(tenant, request, 1.0, None).await
+        self.admit_job(tenant, request.clone(), 1.0, None).await
     }
 
     /// Record a new queued job of estimated `cost`, unless the tenant already has `max_queued`
     /// queued or running jobs ([`StoreError::QuotaExceeded`]). Submissions of one tenant are
     /// serialized by a transaction-scoped advisory lock, so concurrent ones cannot overshoot;
     /// the count stops at the quota, so its cost does not grow with the tenant's backlog.
-    pub async fn admit_job(&self, tenant: Uuid, request: &GenerationRequest, cost: f64, max_queued: Option<i64>) -> Result<Job, StoreError> {
+    ///
+    /// An init image is stored apart (`init_images`), and the job's request is kept without it:
+    /// only [`Store::claim`] reads it back. The request is taken by value so that the image is
+    /// moved into the insert, never copied.
+    pub async fn admit_job(&self, tenant: Uuid, mut request: GenerationRequest, cost: f64, max_queued: Option<i64>) -> Result<Job, StoreError> {
+        let init_image = request.init_image.take();
         let mut tx = self.pool().begin().await?;
         if let Some(max) = max_queued {
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))").bind(tenant).execute(&mut *tx).await?;
@@ -60,14 +66,17 @@ impl Store {
                 return Err(StoreError::QuotaExceeded { max_queued: max });
             }
         }
-        let job = sqlx::query_as(&format!("INSERT INTO jobs (id, tenant_id, model, request, cost) VALUES ($1, $2, $3, $4, $5) RETURNING {JOB_COLUMNS}"))
+        let job: Job = sqlx::query_as(&format!("INSERT INTO jobs (id, tenant_id, model, request, cost) VALUES ($1, $2, $3, $4, $5) RETURNING {JOB_COLUMNS}"))
             .bind(Uuid::now_v7())
             .bind(tenant)
             .bind(&request.model)
-            .bind(Json(request))
+            .bind(Json(&request))
             .bind(cost)
             .fetch_one(&mut *tx)
             .await?;
+        if let Some(image) = init_image {
+            sqlx::query("INSERT INTO init_images (job_id, image) VALUES ($1, $2)").bind(job.id).bind(image).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(job)
     }
@@ -179,7 +188,7 @@ impl Store {
             "UPDATE jobs SET status = $6, lease = $2, lease_expires_at = now() + make_interval(secs => $4),
                  worker_id = $3, attempts = attempts + 1, started_at = now(), progress_step = 0, error = NULL
              WHERE id = $1 AND status = $5 AND NOT cancel_requested
-             RETURNING {JOB_COLUMNS}, lease"
+             RETURNING {JOB_COLUMNS}, lease, (SELECT image FROM init_images WHERE job_id = jobs.id) AS init_image"
         ))
         .bind(job)
         .bind(Uuid::new_v4())
@@ -189,13 +198,13 @@ impl Store {
         .bind(Running)
         .fetch_optional(self.pool())
         .await?;
-        Ok(row.map(|Claimed { job, lease }| Claim {
+        Ok(row.map(|Claimed { job, lease, init_image }| Claim {
             job_id: job.id,
             tenant_id: job.tenant_id,
             model: job.model,
             lease,
             attempts: job.attempts,
-            request: job.request,
+            request: GenerationRequest { init_image, ..job.request },
             cost: job.cost,
         }))
     }
@@ -407,14 +416,40 @@ impl Store {
             .await?)
     }
 
-    /// The tenant's queued and running jobs, oldest first.
-    pub async fn unfinished_jobs(&self, tenant: Uuid) -> Result<Vec<Job>, StoreError> {
-        Ok(sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND status IN ($2, $3) ORDER BY id"))
+    /// The tenant's current job (its oldest running one, else its oldest queued one) and how
+    /// many unfinished jobs it has, counted up to [`MAX_QUEUE_POSITION`]: two bounded reads,
+    /// however long the tenant's backlog.
+    pub async fn current_job(&self, tenant: Uuid) -> Result<(Option<Job>, i64), StoreError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND status = $2 ORDER BY id LIMIT 1");
+        let oldest = |status: JobStatus| sqlx::query_as::<_, Job>(&sql).bind(tenant).bind(status).fetch_optional(self.pool());
+        let current = match oldest(Running).await? {
+            Some(job) => Some(job),
+            None => oldest(Queued).await?,
+        };
+        let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant_id = $1 AND status IN ($2, $3) LIMIT $4) AS unfinished")
             .bind(tenant)
             .bind(Queued)
             .bind(Running)
-            .fetch_all(self.pool())
-            .await?)
+            .bind(MAX_QUEUE_POSITION)
+            .fetch_one(self.pool())
+            .await?;
+        Ok((current, count))
+    }
+
+    /// Flag every running job of the tenant to stop at its next step (queued ones are left);
+    /// how many were flagged. One statement: nothing is loaded.
+    pub async fn interrupt_running(&self, tenant: Uuid) -> Result<u64, StoreError> {
+        Ok(sqlx::query("UPDATE jobs SET cancel_requested = true WHERE tenant_id = $1 AND status = $2 AND NOT cancel_requested")
+            .bind(tenant)
+            .bind(Running)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
+    /// A job's init image (base64, as submitted), unless it has none or retention deleted it.
+    pub async fn init_image(&self, job: Uuid) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_as::<_, (String,)>("SELECT image FROM init_images WHERE job_id = $1").bind(job).fetch_optional(self.pool()).await?.map(|(i,)| i))
     }
 
     /// The worker's compute time of a finished job, in milliseconds.

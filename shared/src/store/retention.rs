@@ -3,7 +3,7 @@
 //! without long locks or table rewrites.
 use std::time::Duration;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, IDEMPOTENCY_TTL_HOURS};
 
 /// Rows handled per statement.
 pub const PURGE_BATCH: i64 = 500;
@@ -17,6 +17,8 @@ pub struct Purged {
     pub jobs: u64,
     /// Rows of workers stopped (or silent) long ago.
     pub workers: u64,
+    /// Idempotency keys past their [`IDEMPOTENCY_TTL_HOURS`].
+    pub idempotency_keys: u64,
 }
 
 impl Store {
@@ -28,8 +30,9 @@ impl Store {
             "WITH victims AS (
                  SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1) AND purged_at IS NULL
                  ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),
-             gone AS (DELETE FROM images WHERE job_id IN (SELECT id FROM victims))
-             UPDATE jobs SET purged_at = now(), request = request - 'init_image' WHERE id IN (SELECT id FROM victims)",
+             images AS (DELETE FROM images WHERE job_id IN (SELECT id FROM victims)),
+             init AS (DELETE FROM init_images WHERE job_id IN (SELECT id FROM victims))
+             UPDATE jobs SET purged_at = now() WHERE id IN (SELECT id FROM victims)",
         )
         .await
     }
@@ -42,6 +45,18 @@ impl Store {
             "DELETE FROM jobs WHERE id IN (
                  SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1)
                  ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .await
+    }
+
+    /// Delete idempotency keys older than [`IDEMPOTENCY_TTL_HOURS`] (they are ignored from
+    /// then on), a batch at a time; their jobs stay.
+    pub async fn purge_idempotency_keys(&self) -> Result<u64, StoreError> {
+        self.in_batches(
+            Duration::from_secs(3600 * IDEMPOTENCY_TTL_HOURS as u64),
+            "DELETE FROM idempotency_keys WHERE (tenant_id, key) IN (
+                 SELECT tenant_id, key FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)
+                 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
         .await
     }

@@ -65,19 +65,20 @@ async fn img2img(State(s): State<Arc<Service>>, caller: Caller<A1111>, JsonBody(
 async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img: bool) -> Answer<Response> {
     let tenant = caller.tenant.id;
     let defaults = if img2img { models::img2img_defaults() } else { models::txt2img_defaults() };
-    let (merged, fields) = translate::read_body(body, defaults)?;
-    let overrides = fields.override_settings.clone().unwrap_or_default();
+    let body = translate::read_body(body, defaults)?;
+    let overrides = body.fields.override_settings.clone().unwrap_or_default();
     let options = tenant_options(service, tenant).await?;
     let catalog = service.catalog().await?;
     let model = checkpoint(service, &catalog, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT))?;
     let format = samples_format(overrides.get(SAMPLES_FORMAT).or(options.get(SAMPLES_FORMAT)))?;
-    let t = translate::translate(merged, &fields, model, format, img2img)?;
-    let done = service.run_to_end(&caller.tenant, t.request.clone().into(), &catalog, LONGEST_RUN).await?;
+    let translate::Translated { request, echo } = translate::translate(body, model, format, img2img)?;
+    let done = service.run_to_end(&caller.tenant, request.into(), &catalog, LONGEST_RUN).await?;
     if done.job.status == JobStatus::Failed {
         let message = done.job.error.clone().unwrap_or_else(|| "generation failed".into());
         return Err(ApiError::JobFailed { status: done.job.status, message }.into());
     }
-    Ok(Json(translate::response(&done, &t)).into_response())
+    let init_image = if echo.include_init_images { service.init_image(done.job.id).await? } else { None };
+    Ok(Json(translate::response(&done, &echo, init_image)).into_response())
 }
 
 /// The tenant's stored options.
@@ -202,8 +203,8 @@ async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> 
 /// The caller's current job (the oldest running one, else the oldest queued), as A1111's
 /// global `progress`: another tenant's work is never visible.
 async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Progress>> {
-    let jobs = service.unfinished(caller.tenant.id).await?;
-    let current: Option<&Job> = jobs.iter().find(|j| j.status == JobStatus::Running).or(jobs.first());
+    let (current, job_count) = service.current_job(caller.tenant.id).await?;
+    let current: Option<&Job> = current.as_ref();
     let (step, total) = current.map(|j| (i64::from(j.progress_step), i64::from(j.progress_total))).unwrap_or((0, 0));
     let fraction = if total > 0 { step as f64 / total as f64 } else { 0.0 };
     let elapsed = current.and_then(|j| j.started_at).map(|s| (chrono::Utc::now() - s).num_milliseconds().max(0) as f64 / 1000.0).unwrap_or(0.0);
@@ -213,7 +214,7 @@ async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) ->
         interrupted: current.is_some_and(|j| j.cancel_requested),
         stopping_generation: false,
         job: current.map(|j| j.id.to_string()).unwrap_or_default(),
-        job_count: jobs.len() as i64,
+        job_count,
         job_timestamp: current.map(|j| j.started_at.unwrap_or(j.created_at).format("%Y%m%d%H%M%S").to_string()).unwrap_or_else(|| "0".into()),
         job_no: 0,
         sampling_step: step,

@@ -93,8 +93,7 @@ pub struct Fields {
     pub send_images: Option<bool>,
     pub alwayson_scripts: Option<Map<String, Value>>,
     pub infotext: Option<String>,
-    // img2img
-    pub init_images: Option<Vec<String>>,
+    // img2img (`init_images` is read apart: `translate::read_body`)
     pub mask: Option<String>,
 }
 

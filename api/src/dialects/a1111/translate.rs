@@ -11,27 +11,78 @@ use super::models::{Fields, GenerateResponse};
 use crate::error::ApiError;
 use crate::service::JobWithImages;
 
-/// A translated txt2img/img2img request and what the answer needs besides the job.
+/// A translated txt2img/img2img request: the canonical request (handed to the service, which
+/// takes it by value) and what the answer needs besides the job (kept while the job runs).
 #[derive(Debug)]
 pub struct Translated {
     pub request: GenerationRequest,
-    /// The request echoed with A1111's defaults filled in.
+    pub echo: Echo,
+}
+
+/// What A1111's answer needs besides the finished job. It holds no copy of the init image:
+/// an echo that includes it (`include_init_images`) reads it back from the store at the end.
+#[derive(Debug)]
+pub struct Echo {
+    /// The request echoed with A1111's defaults filled in (`init_images` null).
     pub parameters: Value,
     pub sampler: Sampler,
     pub batch_size: u32,
     pub send_images: bool,
     pub img2img: bool,
+    /// Whether `parameters.init_images` should show the init image.
+    pub include_init_images: bool,
+}
+
+/// A body read: the body merged over A1111's defaults (for the echo, without the init images),
+/// the fields we act on, and the first init image.
+pub struct Body {
+    pub merged: Map<String, Value>,
+    pub fields: Fields,
+    pub init_image: Option<String>,
 }
 
 /// Read the fields we act on (errors name the body's field and position), and merge the body
-/// over `defaults` for the echo.
-pub fn read_body(body: Value, mut defaults: Map<String, Value>) -> Result<(Map<String, Value>, Fields), ApiError> {
+/// over `defaults` for the echo. `init_images` is taken out of the body first and its first
+/// image moved out, so that a waiting request holds one copy of it, in the job's request, and
+/// none once the job is stored.
+pub fn read_body(mut body: Value, mut defaults: Map<String, Value>) -> Result<Body, ApiError> {
+    let init_images = body.as_object_mut().and_then(|m| m.remove("init_images"));
     let fields: Fields = crate::json::from_value(&body)?;
     let Value::Object(body) = body else {
         return Err(ApiError::Shape { field: None, message: "the body must be a JSON object".into() });
     };
     defaults.extend(body);
-    Ok((defaults, fields))
+    Ok(Body { merged: defaults, fields, init_image: first_init_image(init_images)? })
+}
+
+/// The first of `init_images` (a list of base64 strings, or null); an empty first one is none.
+fn first_init_image(value: Option<Value>) -> Result<Option<String>, ApiError> {
+    let shape = |message: String| ApiError::Shape { field: Some("init_images".into()), message };
+    let items = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(shape(format!("init_images: invalid type: {}, expected a list of base64 strings", kind(&other)))),
+    };
+    let mut first = None;
+    for (i, item) in items.into_iter().enumerate() {
+        match item {
+            Value::String(s) if i == 0 => first = Some(s).filter(|s| !s.is_empty()),
+            Value::String(_) => {}
+            other => return Err(shape(format!("init_images[{i}]: invalid type: {}, expected a base64 string", kind(&other)))),
+        }
+    }
+    Ok(first)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// A value of a field of A1111's that we refuse, named as A1111 names it.
@@ -93,7 +144,9 @@ fn non_negative(field: &'static str, v: Option<i64>, default: i64) -> Result<u32
 }
 
 /// Translate; `model` is the checkpoint already resolved, `format` the tenant's `samples_format`.
-pub fn translate(mut merged: Map<String, Value>, f: &Fields, model: String, format: OutputFormat, img2img: bool) -> Result<Translated, ApiError> {
+pub fn translate(body: Body, model: String, format: OutputFormat, img2img: bool) -> Result<Translated, ApiError> {
+    let Body { mut merged, fields, init_image } = body;
+    let f = &fields;
     refuse_unsupported(f)?;
     let sampler = sampler(f)?;
     let batch_size = non_negative("batch_size", f.batch_size, 1)?;
@@ -119,25 +172,28 @@ pub fn translate(mut merged: Map<String, Value>, f: &Fields, model: String, form
     request.seed = seed;
     request.num_images = total;
     request.output_format = format;
+    // A1111 leaves the init images out of the echo unless include_init_images.
+    let include_init_images = img2img && merged.get("include_init_images") == Some(&Value::Bool(true));
     if img2img {
-        let first = f.init_images.as_ref().and_then(|v| v.first()).filter(|s| !s.is_empty());
-        let Some(image) = first else {
+        let Some(image) = init_image else {
             return Err(ApiError::NotFound("Init image not found".into()));
         };
-        request.init_image = Some(image.clone());
+        request.init_image = Some(image);
         request.strength = Some(f.denoising_strength.unwrap_or(0.75) as f32);
-        // A1111 leaves the init images out of the echo unless include_init_images.
-        if merged.get("include_init_images") != Some(&Value::Bool(true)) {
-            merged.insert("init_images".into(), Value::Null);
+        if !include_init_images {
             merged.insert("mask".into(), Value::Null);
         }
+    } else if init_image.is_some() {
+        return Err(invalid("init_images", "init_images only applies to /sdapi/v1/img2img"));
     }
     let send_images = f.send_images.unwrap_or(true);
-    Ok(Translated { request, parameters: Value::Object(merged), sampler, batch_size, send_images, img2img })
+    let echo = Echo { parameters: Value::Object(merged), sampler, batch_size, send_images, img2img, include_init_images };
+    Ok(Translated { request, echo })
 }
 
 /// The answer for a finished job: its images (base64, no `data:` prefix) and `info`.
-pub fn response(done: &JobWithImages, t: &Translated) -> GenerateResponse {
+/// `init_image` is the job's stored init image when the echo includes it.
+pub fn response(done: &JobWithImages, t: &Echo, init_image: Option<String>) -> GenerateResponse {
     let r = &done.job.request;
     let seed = r.seed.unwrap_or(0);
     let n = u64::from(r.num_images);
@@ -166,7 +222,11 @@ pub fn response(done: &JobWithImages, t: &Translated) -> GenerateResponse {
     } else {
         Vec::new()
     };
-    GenerateResponse { images, parameters: t.parameters.clone(), info: info.to_string() }
+    let mut parameters = t.parameters.clone();
+    if let (Some(image), Value::Object(p)) = (init_image, &mut parameters) {
+        p.insert("init_images".into(), json!([image]));
+    }
+    GenerateResponse { images, parameters, info: info.to_string() }
 }
 
 #[cfg(test)]
@@ -176,8 +236,7 @@ mod tests {
 
     fn fields(body: &str, img2img: bool) -> Result<Translated, ApiError> {
         let defaults = if img2img { img2img_defaults() } else { txt2img_defaults() };
-        let (merged, f) = read_body(crate::json::parse(body.as_bytes())?, defaults)?;
-        translate(merged, &f, "m".into(), OutputFormat::Png, img2img)
+        translate(read_body(crate::json::parse(body.as_bytes())?, defaults)?, "m".into(), OutputFormat::Png, img2img)
     }
 
     fn field_of(e: ApiError) -> String {
@@ -195,7 +254,7 @@ mod tests {
         let t = fields("{}", false).unwrap_or_else(|e| panic!("{e:?}"));
         let r = &t.request;
         assert_eq!((r.steps, r.guidance_scale, r.width, r.height, r.sampler.as_str(), r.seed, r.num_images), (50, 7.0, Some(512), Some(512), "Euler", None, 1));
-        assert_eq!(t.parameters["sampler_index"], "Euler");
+        assert_eq!(t.echo.parameters["sampler_index"], "Euler");
     }
 
     #[test]
@@ -212,7 +271,7 @@ mod tests {
     #[test]
     fn batches_seeds_and_refusals() {
         let t = fields(r#"{"batch_size":2,"n_iter":4,"seed":7}"#, false).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!((t.request.num_images, t.request.seed, t.batch_size), (8, Some(7), 2));
+        assert_eq!((t.request.num_images, t.request.seed, t.echo.batch_size), (8, Some(7), 2));
         assert_eq!(field_of(fields(r#"{"batch_size":3,"n_iter":3}"#, false).unwrap_err()), "batch_size");
         assert_eq!(field_of(fields(r#"{"seed":-2}"#, false).unwrap_err()), "seed");
         assert_eq!(field_of(fields(r#"{"steps":"x"}"#, false).unwrap_err()), "steps");
@@ -228,6 +287,6 @@ mod tests {
         assert!(matches!(fields("{}", true), Err(ApiError::NotFound(m)) if m == "Init image not found"));
         let t = fields(r#"{"init_images":["aGk="],"denoising_strength":0.3}"#, true).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!((t.request.init_image.as_deref(), t.request.strength), (Some("aGk="), Some(0.3)));
-        assert_eq!(t.parameters["init_images"], Value::Null);
+        assert_eq!(t.echo.parameters["init_images"], Value::Null);
     }
 }
