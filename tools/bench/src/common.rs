@@ -1,6 +1,9 @@
 //! What the benchmarks share: a fresh deployment of the real binaries (a new database and Redis
 //! prefix, `darkroom-api` for the admin commands and `serve`, N `darkroom-worker`s) and small
 //! statistics. Each binary includes it with `mod common;`.
+// Each benchmark binary uses part of this module.
+#![allow(dead_code)]
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +13,13 @@ use anyhow::{bail, Context};
 
 /// A child process, killed when dropped.
 pub struct Proc(Child);
+
+impl Proc {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
