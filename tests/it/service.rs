@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use darkroom_shared::job::ErrorType;
 use darkroom_shared::request::GenerationRequest;
 use darkroom_worker::pipeline::{NoObserver, Pipeline};
 use serde_json::{json, Value};
@@ -190,7 +191,7 @@ async fn completion_is_fenced_by_the_lease() {
     let second = store.claim(job.id, uuid::Uuid::now_v7(), Duration::from_secs(30)).await.unwrap().expect("claimed again");
     let image = |idx| darkroom_shared::job::NewImage { idx, seed: 1, format: "png".into(), width: 1, height: 1, bytes: vec![1, 2, 3] };
     assert!(!store.complete(job.id, first.lease, &[image(0)]).await.unwrap(), "the stale lease is refused");
-    assert!(store.fail(job.id, first.lease, "late", true, 3).await.unwrap().is_none());
+    assert!(store.fail(job.id, first.lease, ErrorType::GenerationFailed, "late", true, 3).await.unwrap().is_none());
     assert!(store.complete(job.id, second.lease, &[image(0)]).await.unwrap());
     assert!(!store.complete(job.id, second.lease, &[image(0)]).await.unwrap(), "and only once");
     assert_eq!(store.images(job.id).await.unwrap().len(), 1);
@@ -311,12 +312,16 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     for attempt in 1..=3 {
         let claim = store.claim(job.id, worker, ttl).await.unwrap().expect("queued again");
         assert_eq!(claim.attempts, attempt);
-        let status = store.fail(job.id, claim.lease, &format!("boom {attempt}"), true, 3).await.unwrap();
+        let status = store.fail(job.id, claim.lease, ErrorType::GenerationFailed, &format!("boom {attempt}"), true, 3).await.unwrap();
         let expected = if attempt < 3 { darkroom_shared::job::JobStatus::Queued } else { darkroom_shared::job::JobStatus::Failed };
         assert_eq!(status, Some(expected));
+        if attempt < 3 {
+            assert_eq!(store.job(tenant.id, job.id).await.unwrap().unwrap().error_type, None, "no error type while it is retried");
+        }
     }
     let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
     assert_eq!((failed.status, failed.error.as_deref()), (darkroom_shared::job::JobStatus::Failed, Some("boom 3")));
+    assert_eq!(failed.error_type.as_deref(), Some("generation_failed"));
     assert!(store.claim(job.id, worker, ttl).await.unwrap().is_none());
 
     // Dead workers: each expired lease is one delivery.
@@ -331,11 +336,13 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
     assert_eq!(failed.status, darkroom_shared::job::JobStatus::Failed);
     assert!(failed.error.unwrap_or_default().contains("all 3 deliveries"));
+    assert_eq!(failed.error_type.as_deref(), Some("lease_expired"));
 
     // A non-retryable failure (an invalid request) fails at once.
     let job = store.insert_job(tenant.id, &req).await.unwrap();
     let claim = store.claim(job.id, worker, ttl).await.unwrap().unwrap();
-    assert_eq!(store.fail(job.id, claim.lease, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
+    assert_eq!(store.fail(job.id, claim.lease, ErrorType::InvalidRequest, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
+    assert_eq!(store.job(tenant.id, job.id).await.unwrap().unwrap().error_type.as_deref(), Some("invalid_request"));
 }
 
 /// Postgres drops the worker's connections while it finishes a job: the worker keeps the images

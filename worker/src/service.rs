@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use darkroom_shared::infotext::Infotext;
-use darkroom_shared::job::{Claim, JobStatus, LeaseState, NewImage};
+use darkroom_shared::job::{Claim, ErrorType, JobStatus, LeaseState, NewImage};
 use darkroom_shared::queue::{Delivery, Queue, QueueError};
 use darkroom_shared::request::GenerationRequest;
 use darkroom_shared::store::{ModelEntry, Store, StoreError};
@@ -175,7 +175,8 @@ async fn handle(
         return Ok(());
     };
     let Some(served) = models.get(&claim.model) else {
-        store.fail(claim.job_id, claim.lease, &format!("this worker does not serve model {:?}", claim.model), true, s.max_attempts).await?;
+        let message = format!("this worker does not serve model {:?}", claim.model);
+        store.fail(claim.job_id, claim.lease, ErrorType::ModelUnavailable, &message, true, s.max_attempts).await?;
         return Ok(());
     };
     tracing::info!(job = %claim.job_id, model = %claim.model, attempt = claim.attempts, "running job");
@@ -311,9 +312,12 @@ async fn finish(
             }
         }
         Err(e) => {
-            let retry = !matches!(e, PipelineError::Invalid { .. });
+            let (error_type, retry) = match e {
+                PipelineError::Invalid { .. } => (ErrorType::InvalidRequest, false),
+                _ => (ErrorType::GenerationFailed, true),
+            };
             let message = e.to_string();
-            match store.fail(id, claim.lease, &message, retry, s.max_attempts).await? {
+            match store.fail(id, claim.lease, error_type, &message, retry, s.max_attempts).await? {
                 Some(JobStatus::Queued) => {
                     queue.release(claim.tenant_id, id, &claim.model).await?;
                     queue.enqueue(&claim.model, claim.tenant_id, id, claim.cost).await?;
