@@ -11,25 +11,25 @@ use serde_json::{json, Value};
 use crate::helpers::{max_pixel_diff, model_dir, runtime, ApiServer, ServiceEnv};
 use crate::workers::{OwnRedis, Worker};
 
-/// A tenant's view of the API.
-struct Client {
+/// A tenant's view of the API (also used by `deadline.rs`).
+pub(crate) struct Client {
     http: reqwest::Client,
     api: String,
     token: String,
 }
 
 impl Client {
-    fn new(api: &ApiServer, token: &str) -> Client {
+    pub(crate) fn new(api: &ApiServer, token: &str) -> Client {
         Client { http: reqwest::Client::new(), api: api.base.clone(), token: token.to_string() }
     }
 
-    async fn submit(&self, body: Value) -> Value {
+    pub(crate) async fn submit(&self, body: Value) -> Value {
         let r = self.http.post(format!("{}/v1/jobs", self.api)).bearer_auth(&self.token).json(&body).send().await.expect("POST /v1/jobs");
         assert_eq!(r.status(), 202, "submit answered {}", r.status());
         r.json().await.expect("job JSON")
     }
 
-    async fn job(&self, id: &str) -> Value {
+    pub(crate) async fn job(&self, id: &str) -> Value {
         let r = self.http.get(format!("{}/v1/jobs/{id}", self.api)).bearer_auth(&self.token).send().await.expect("GET job");
         assert_eq!(r.status(), 200);
         r.json().await.expect("job JSON")
@@ -42,7 +42,7 @@ impl Client {
     }
 
     /// Poll until `pred` holds for the job (or panic after `timeout`).
-    async fn until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let end = Instant::now() + timeout;
         loop {
             let job = self.job(id).await;
@@ -54,21 +54,21 @@ impl Client {
         }
     }
 
-    async fn finished(&self, id: &str, timeout: Duration) -> Value {
+    pub(crate) async fn finished(&self, id: &str, timeout: Duration) -> Value {
         self.until(id, timeout, |j| ["succeeded", "failed", "canceled"].contains(&j["status"].as_str().unwrap_or(""))).await
     }
 }
 
-fn request(steps: u32, seed: u64) -> Value {
+pub(crate) fn request(steps: u32, seed: u64) -> Value {
     json!({"model": "tiny", "prompt": "a photo of an astronaut riding a horse on mars", "width": 64, "height": 64, "steps": steps, "seed": seed})
 }
 
-fn id(job: &Value) -> String {
+pub(crate) fn id(job: &Value) -> String {
     job["id"].as_str().expect("job id").to_string()
 }
 
 /// Rows in the images table for a job: "exactly one result" means exactly num_images rows.
-async fn image_rows(env: &ServiceEnv, job: &str) -> i64 {
+pub(crate) async fn image_rows(env: &ServiceEnv, job: &str) -> i64 {
     let store = env.store().await;
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM images WHERE job_id = $1::uuid").bind(job).fetch_one(store.pool()).await.expect("count images");
     n
