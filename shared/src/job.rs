@@ -35,6 +35,33 @@ impl JobStatus {
     }
 }
 
+/// Why a job ended `failed`: a stable word for programs, beside the `error` text for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorType {
+    /// The pipeline failed (an ONNX Runtime error, an encoding error), on every allowed delivery.
+    GenerationFailed,
+    /// The request cannot be run on the model (checked by the worker against the loaded model).
+    InvalidRequest,
+    /// No worker that took the job serves its model.
+    ModelUnavailable,
+    /// The job ran past the worker's deadline for a job of its size (not retried).
+    DeadlineExceeded,
+    /// Its workers stopped responding (their leases expired) on every allowed delivery.
+    LeaseExpired,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::GenerationFailed => "generation_failed",
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::ModelUnavailable => "model_unavailable",
+            ErrorType::DeadlineExceeded => "deadline_exceeded",
+            ErrorType::LeaseExpired => "lease_expired",
+        }
+    }
+}
+
 /// A job row.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Job {
@@ -51,6 +78,8 @@ pub struct Job {
     pub progress_total: i32,
     pub cancel_requested: bool,
     pub error: Option<String>,
+    /// Why a failed job failed ([`ErrorType`], as its word); `None` unless `status` is failed.
+    pub error_type: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

@@ -2,6 +2,7 @@
 mod api;
 mod boundary;
 mod cli;
+mod deadline;
 mod dialect_a1111;
 mod dialects_hf;
 mod dialects_hyperbolic;

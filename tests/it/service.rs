@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use darkroom_shared::job::ErrorType;
 use darkroom_shared::request::GenerationRequest;
 use darkroom_worker::pipeline::{NoObserver, Pipeline};
 use serde_json::{json, Value};
@@ -10,25 +11,25 @@ use serde_json::{json, Value};
 use crate::helpers::{max_pixel_diff, model_dir, runtime, ApiServer, ServiceEnv};
 use crate::workers::{OwnRedis, Worker};
 
-/// A tenant's view of the API.
-struct Client {
+/// A tenant's view of the API (also used by `deadline.rs`).
+pub(crate) struct Client {
     http: reqwest::Client,
     api: String,
     token: String,
 }
 
 impl Client {
-    fn new(api: &ApiServer, token: &str) -> Client {
+    pub(crate) fn new(api: &ApiServer, token: &str) -> Client {
         Client { http: reqwest::Client::new(), api: api.base.clone(), token: token.to_string() }
     }
 
-    async fn submit(&self, body: Value) -> Value {
+    pub(crate) async fn submit(&self, body: Value) -> Value {
         let r = self.http.post(format!("{}/v1/jobs", self.api)).bearer_auth(&self.token).json(&body).send().await.expect("POST /v1/jobs");
         assert_eq!(r.status(), 202, "submit answered {}", r.status());
         r.json().await.expect("job JSON")
     }
 
-    async fn job(&self, id: &str) -> Value {
+    pub(crate) async fn job(&self, id: &str) -> Value {
         let r = self.http.get(format!("{}/v1/jobs/{id}", self.api)).bearer_auth(&self.token).send().await.expect("GET job");
         assert_eq!(r.status(), 200);
         r.json().await.expect("job JSON")
@@ -41,7 +42,7 @@ impl Client {
     }
 
     /// Poll until `pred` holds for the job (or panic after `timeout`).
-    async fn until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let end = Instant::now() + timeout;
         loop {
             let job = self.job(id).await;
@@ -53,21 +54,21 @@ impl Client {
         }
     }
 
-    async fn finished(&self, id: &str, timeout: Duration) -> Value {
+    pub(crate) async fn finished(&self, id: &str, timeout: Duration) -> Value {
         self.until(id, timeout, |j| ["succeeded", "failed", "canceled"].contains(&j["status"].as_str().unwrap_or(""))).await
     }
 }
 
-fn request(steps: u32, seed: u64) -> Value {
+pub(crate) fn request(steps: u32, seed: u64) -> Value {
     json!({"model": "tiny", "prompt": "a photo of an astronaut riding a horse on mars", "width": 64, "height": 64, "steps": steps, "seed": seed})
 }
 
-fn id(job: &Value) -> String {
+pub(crate) fn id(job: &Value) -> String {
     job["id"].as_str().expect("job id").to_string()
 }
 
 /// Rows in the images table for a job: "exactly one result" means exactly num_images rows.
-async fn image_rows(env: &ServiceEnv, job: &str) -> i64 {
+pub(crate) async fn image_rows(env: &ServiceEnv, job: &str) -> i64 {
     let store = env.store().await;
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM images WHERE job_id = $1::uuid").bind(job).fetch_one(store.pool()).await.expect("count images");
     n
@@ -190,7 +191,7 @@ async fn completion_is_fenced_by_the_lease() {
     let second = store.claim(job.id, uuid::Uuid::now_v7(), Duration::from_secs(30)).await.unwrap().expect("claimed again");
     let image = |idx| darkroom_shared::job::NewImage { idx, seed: 1, format: "png".into(), width: 1, height: 1, bytes: vec![1, 2, 3] };
     assert!(!store.complete(job.id, first.lease, &[image(0)]).await.unwrap(), "the stale lease is refused");
-    assert!(store.fail(job.id, first.lease, "late", true, 3).await.unwrap().is_none());
+    assert!(store.fail(job.id, first.lease, ErrorType::GenerationFailed, "late", true, 3).await.unwrap().is_none());
     assert!(store.complete(job.id, second.lease, &[image(0)]).await.unwrap());
     assert!(!store.complete(job.id, second.lease, &[image(0)]).await.unwrap(), "and only once");
     assert_eq!(store.images(job.id).await.unwrap().len(), 1);
@@ -311,12 +312,16 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     for attempt in 1..=3 {
         let claim = store.claim(job.id, worker, ttl).await.unwrap().expect("queued again");
         assert_eq!(claim.attempts, attempt);
-        let status = store.fail(job.id, claim.lease, &format!("boom {attempt}"), true, 3).await.unwrap();
+        let status = store.fail(job.id, claim.lease, ErrorType::GenerationFailed, &format!("boom {attempt}"), true, 3).await.unwrap();
         let expected = if attempt < 3 { darkroom_shared::job::JobStatus::Queued } else { darkroom_shared::job::JobStatus::Failed };
         assert_eq!(status, Some(expected));
+        if attempt < 3 {
+            assert_eq!(store.job(tenant.id, job.id).await.unwrap().unwrap().error_type, None, "no error type while it is retried");
+        }
     }
     let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
     assert_eq!((failed.status, failed.error.as_deref()), (darkroom_shared::job::JobStatus::Failed, Some("boom 3")));
+    assert_eq!(failed.error_type.as_deref(), Some("generation_failed"));
     assert!(store.claim(job.id, worker, ttl).await.unwrap().is_none());
 
     // Dead workers: each expired lease is one delivery.
@@ -331,11 +336,13 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
     assert_eq!(failed.status, darkroom_shared::job::JobStatus::Failed);
     assert!(failed.error.unwrap_or_default().contains("all 3 deliveries"));
+    assert_eq!(failed.error_type.as_deref(), Some("lease_expired"));
 
     // A non-retryable failure (an invalid request) fails at once.
     let job = store.insert_job(tenant.id, &req).await.unwrap();
     let claim = store.claim(job.id, worker, ttl).await.unwrap().unwrap();
-    assert_eq!(store.fail(job.id, claim.lease, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
+    assert_eq!(store.fail(job.id, claim.lease, ErrorType::InvalidRequest, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
+    assert_eq!(store.job(tenant.id, job.id).await.unwrap().unwrap().error_type.as_deref(), Some("invalid_request"));
 }
 
 /// Postgres drops the worker's connections while it finishes a job: the worker keeps the images

@@ -53,6 +53,28 @@ pub struct RunArgs {
     /// On SIGTERM, seconds the job in hand may still run before it is handed back.
     #[arg(long, env = "DARKROOM_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
     pub shutdown_grace_secs: f64,
+    /// A job may run on this worker for this many seconds plus --job-deadline-secs-per-cost
+    /// times its estimated cost; past that it stops at its next step and ends failed with
+    /// error type deadline_exceeded (not retried).
+    #[arg(long, env = "DARKROOM_JOB_DEADLINE_SECS", default_value_t = 300.0, value_parser = non_negative_secs)]
+    pub job_deadline_secs: f64,
+    /// Seconds a job's deadline grows by per unit of estimated cost (one UNet evaluation of a
+    /// 512x512 SD 1.x image; a 25-step 512x512 SD 1.x image costs 25, an SDXL 1024x1024 one 300).
+    #[arg(long, env = "DARKROOM_JOB_DEADLINE_SECS_PER_COST", default_value_t = 2.0, value_parser = non_negative_secs)]
+    pub job_deadline_secs_per_cost: f64,
+    /// Seconds past a job's deadline that a pipeline call still running (a hung ONNX Runtime
+    /// call) is waited for; then the worker fails the job, stops renewing its lease and exits
+    /// with status 3 for its supervisor to restart it. Longer than one ONNX Runtime call.
+    #[arg(long, env = "DARKROOM_JOB_HANG_GRACE_SECS", default_value_t = 60.0, value_parser = non_negative_secs)]
+    pub job_hang_grace_secs: f64,
+}
+
+/// A number of seconds: finite and not negative.
+fn non_negative_secs(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?}: expected a number of seconds, 0 or more")),
+    }
 }
 
 /// `NAME=DIR`, the name 1-128 characters of letters, digits and `-_.:/`.

@@ -1,5 +1,6 @@
 //! The Darkroom worker's inference core: ONNX-exported Stable Diffusion pipelines run
 //! through ONNX Runtime, with diffusers-exact samplers and torch-exact seeded noise.
+pub mod deadline;
 pub mod model;
 pub mod onnx;
 pub mod output;

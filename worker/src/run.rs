@@ -1,6 +1,7 @@
 //! `darkroom-worker run`: load the served models, connect to Postgres (migrating it) and Redis,
 //! then serve jobs from the queue until SIGTERM/SIGINT; then pull no more, and let the job in
-//! hand finish or, after `--shutdown-grace-secs`, hand it back.
+//! hand finish or, after `--shutdown-grace-secs`, hand it back. A worker whose pipeline call
+//! hung past a job's deadline exits at once with status [`EXIT_HUNG`] (see `deadline.rs`).
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -8,9 +9,10 @@ use anyhow::Context;
 use darkroom_shared::queue::Queue;
 use darkroom_shared::shutdown;
 use darkroom_shared::store::Store;
+use darkroom_worker::deadline::{self, DeadlinePolicy, EXIT_HUNG};
 use darkroom_worker::pipeline::Pipeline;
 use darkroom_worker::runtime::Runtime;
-use darkroom_worker::service::{self, Served, Settings};
+use darkroom_worker::service::{self, Served, ServiceError, Settings};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::RunArgs;
@@ -26,9 +28,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         max_attempts: args.delivery.max_attempts,
         recovery_every: args.delivery.recovery_every(),
         shutdown_grace: secs(args.shutdown_grace_secs),
+        deadline: DeadlinePolicy::from_secs(args.job_deadline_secs, args.job_deadline_secs_per_cost, args.job_hang_grace_secs),
+        test_hang_at_step: deadline::test_hang_at_step(),
     };
+    if let Some(step) = settings.test_hang_at_step {
+        tracing::warn!("TEST ONLY: {} is set: every job's pipeline will hang after step {step}", deadline::TEST_HANG_ENV);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
-    rt.block_on(async move {
+    let result: anyhow::Result<()> = rt.block_on(async move {
         let backends = &args.backends;
         let store = Store::connect_relaxed(&backends.database_url, backends.db_connections).await.context("connecting to Postgres")?;
         store.migrate().await.context("migrating the database")?;
@@ -42,7 +49,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         });
         service::run(store, queue, served, settings, shutdown).await?;
         Ok(())
-    })
+    });
+    if let Err(e) = &result {
+        if let Some(ServiceError::Hung { .. }) = e.downcast_ref::<ServiceError>() {
+            // The hung call's thread cannot be joined, and dropping the runtime would wait for
+            // it; the library's exit-time destructors might wait on it too. End the process now
+            // (stderr is unbuffered: the log is complete).
+            eprintln!("error: {e}; exiting with status {EXIT_HUNG} so that the supervisor restarts the worker");
+            // SAFETY: _exit only ends the process; nothing runs after it.
+            unsafe { libc::_exit(EXIT_HUNG) }
+        }
+    }
+    result
 }
 
 /// Load every `NAME=DIR` model, logging how long each took.

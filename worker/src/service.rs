@@ -1,14 +1,14 @@
 //! The worker service: pull jobs for the loaded models from the queue, claim them in Postgres,
 //! run them one at a time on this device, report progress every step, honour cancellation,
-//! keep the lease alive, and store the images and final status — fenced by the lease, so a
-//! worker that lost its job writes nothing.
+//! keep the lease alive, enforce each job's deadline (`deadline.rs`), and store the images and
+//! final status — fenced by the lease, so a worker that lost its job writes nothing.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use darkroom_shared::infotext::Infotext;
-use darkroom_shared::job::{Claim, JobStatus, LeaseState, NewImage};
+use darkroom_shared::job::{Claim, ErrorType, JobStatus, LeaseState, NewImage};
 use darkroom_shared::queue::{Delivery, Queue, QueueError};
 use darkroom_shared::request::GenerationRequest;
 use darkroom_shared::store::{ModelEntry, Store, StoreError};
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::deadline::{self, DeadlinePolicy};
 use crate::output;
 use crate::pipeline::{GeneratedImage, Observer, Pipeline, PipelineError};
 use crate::request::resolve_validated;
@@ -28,6 +29,10 @@ pub enum ServiceError {
     Queue(#[from] QueueError),
     #[error("the pipeline thread panicked: {0}")]
     Panicked(String),
+    /// The pipeline call of `job` was still running `waited` after the job's start, past its
+    /// deadline and the grace: the worker must exit (see `deadline.rs`).
+    #[error("job {job}: the pipeline call has not returned {:.1} s after the job started, past its deadline; it is hung", waited.as_secs_f64())]
+    Hung { job: Uuid, waited: Duration },
 }
 
 /// How the service behaves (the CLI fills this in).
@@ -43,6 +48,10 @@ pub struct Settings {
     pub recovery_every: Duration,
     /// On shutdown, how long the job in hand may still run before it is handed back.
     pub shutdown_grace: Duration,
+    /// How long one job may run, and how long a hung pipeline call is waited for.
+    pub deadline: DeadlinePolicy,
+    /// TEST ONLY ([`deadline::TEST_HANG_ENV`]): block the pipeline thread forever after this step.
+    pub test_hang_at_step: Option<usize>,
 }
 
 /// A loaded model, shared with the blocking thread that runs it.
@@ -63,17 +72,30 @@ impl Served {
     }
 }
 
-/// Bridges the pipeline's per-step callbacks (on a blocking thread) to the async side.
+/// Bridges the pipeline's per-step callbacks (on a blocking thread) to the async side, and
+/// stops the pipeline between steps once the job is past its deadline.
 struct JobObserver {
     progress: mpsc::UnboundedSender<(usize, usize)>,
     stop: Arc<AtomicBool>,
+    deadline: Instant,
+    reasons: Arc<StopReasons>,
+    /// TEST ONLY: hang forever once this step is done.
+    hang_at_step: Option<usize>,
 }
 
 impl Observer for JobObserver {
     fn on_step(&mut self, step: usize, total: usize) {
         let _ = self.progress.send((step, total));
+        if self.hang_at_step == Some(step) {
+            tracing::warn!("TEST ONLY ({}): the pipeline thread hangs after step {step}", deadline::TEST_HANG_ENV);
+            deadline::hang_forever();
+        }
     }
     fn is_canceled(&self) -> bool {
+        if Instant::now() >= self.deadline {
+            self.reasons.deadline.store(true, Ordering::SeqCst);
+            return true;
+        }
         self.stop.load(Ordering::Relaxed)
     }
 }
@@ -84,6 +106,8 @@ struct StopReasons {
     canceled: AtomicBool,
     lease_lost: AtomicBool,
     handing_back: AtomicBool,
+    /// The job ran past its deadline.
+    deadline: AtomicBool,
 }
 
 /// Run until `shutdown` is cancelled; then finish or hand back the job in hand and return.
@@ -127,8 +151,11 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
             }
             continue;
         };
-        if let Err(e) = handle(&store, &queue, &models, &settings, &delivery, &shutdown).await {
-            tracing::error!(job = %delivery.job, "job handling failed: {e}");
+        match handle(&store, &queue, &models, &settings, &delivery, &shutdown).await {
+            Ok(()) => {}
+            // The job is given up and the worker marked stopped: the process must now exit.
+            Err(e @ ServiceError::Hung { .. }) => return Err(e),
+            Err(e) => tracing::error!(job = %delivery.job, "job handling failed: {e}"),
         }
     }
     let _ = heartbeat.await;
@@ -175,10 +202,13 @@ async fn handle(
         return Ok(());
     };
     let Some(served) = models.get(&claim.model) else {
-        store.fail(claim.job_id, claim.lease, &format!("this worker does not serve model {:?}", claim.model), true, s.max_attempts).await?;
+        let message = format!("this worker does not serve model {:?}", claim.model);
+        store.fail(claim.job_id, claim.lease, ErrorType::ModelUnavailable, &message, true, s.max_attempts).await?;
         return Ok(());
     };
-    tracing::info!(job = %claim.job_id, model = %claim.model, attempt = claim.attempts, "running job");
+    let started = Instant::now();
+    let limit = s.deadline.limit(claim.cost);
+    tracing::info!(job = %claim.job_id, model = %claim.model, attempt = claim.attempts, deadline = ?limit, "running job");
     let reasons = Arc::new(StopReasons::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
@@ -186,22 +216,38 @@ async fn handle(
 
     let pipeline = served.pipeline.clone();
     let request = claim.request.clone();
-    let observer_stop = stop.clone();
+    let mut observer =
+        JobObserver { progress: progress_tx, stop: stop.clone(), deadline: started + limit, reasons: reasons.clone(), hang_at_step: s.test_hang_at_step };
     let mut work = tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
         let (request, params) = resolve_validated(&request, p.model())?;
-        let mut observer = JobObserver { progress: progress_tx, stop: observer_stop };
         let (images, _) = p.generate(&params, &mut observer)?;
         let encoded = encode(&images, &request, (params.width as u32, params.height as u32))?;
         Ok((encoded, started.elapsed()))
     });
     // Wait for the job; on shutdown give it the grace period, then hand it back. (If the
-    // shutdown came before the job was claimed, the job runs to its end.)
+    // shutdown came before the job was claimed, the job runs to its end.) At its deadline, stop
+    // it at its next step; if the pipeline call has still not returned after the hang grace, it
+    // is hung: give the job up, and have the process exit.
     let mut watching = !shutdown.is_cancelled();
+    let past_deadline = tokio::time::sleep_until((started + limit).into());
+    let hung = tokio::time::sleep_until((started + s.deadline.hung_after(claim.cost)).into());
+    tokio::pin!(past_deadline, hung);
+    let mut before_deadline = true;
     let result = loop {
         tokio::select! {
             r = &mut work => break r,
+            _ = &mut past_deadline, if before_deadline => {
+                before_deadline = false;
+                tracing::warn!(job = %claim.job_id, deadline = ?limit, "the job is past its deadline: stopping it at its next step");
+                reasons.deadline.store(true, Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
+            }
+            _ = &mut hung => {
+                keeper.abort();
+                return Err(give_up_hung(store, queue, &claim, started, s).await);
+            }
             _ = shutdown.cancelled(), if watching => {
                 watching = false;
                 tracing::info!(job = %claim.job_id, grace = ?s.shutdown_grace, "shutting down: finishing the job in hand");
@@ -216,7 +262,54 @@ async fn handle(
     };
     keeper.abort();
     let result = result.map_err(|e| ServiceError::Panicked(e.to_string()))?;
-    finish(store, queue, &claim, result, &reasons, s).await
+    finish(store, queue, &claim, result, &reasons, started, s).await
+}
+
+/// The pipeline call is hung past the job's deadline (the lease keeper is already stopped): fail
+/// the job (fenced; not retried), free its running slot, mark this worker stopped and return
+/// the error that makes the process exit. Store errors are logged: the worker exits regardless
+/// (if the job could not be failed, its lease expires and recovery takes it).
+async fn give_up_hung(store: &Store, queue: &Queue, claim: &Claim, started: Instant, s: &Settings) -> ServiceError {
+    let id = claim.job_id;
+    let waited = started.elapsed();
+    tracing::error!(
+        job = %id,
+        "the pipeline call has not returned {:.1} s after the job started ({:.1} s past its deadline): ONNX Runtime is hung; \
+         failing the job and exiting with status {} for the supervisor to restart this worker",
+        waited.as_secs_f64(),
+        waited.saturating_sub(s.deadline.limit(claim.cost)).as_secs_f64(),
+        deadline::EXIT_HUNG,
+    );
+    match fail_past_deadline(store, claim, waited, s).await {
+        Ok(true) => {
+            if let Err(e) = queue.release(claim.tenant_id, id, &claim.model).await {
+                tracing::warn!(job = %id, "freeing the running slot failed: {e}");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => tracing::error!(job = %id, "failing the hung job failed: {e}"),
+    }
+    if let Err(e) = store.worker_stopped(s.worker_id).await {
+        tracing::error!(worker = %s.worker_id, "marking the worker stopped failed: {e}");
+    }
+    ServiceError::Hung { job: id, waited }
+}
+
+/// Fail a job that ran past its deadline, `deadline_exceeded`, not retried, fenced by the lease.
+/// Whether this worker ended its hold on the job (false: the lease was already lost).
+async fn fail_past_deadline(store: &Store, claim: &Claim, ran: Duration, s: &Settings) -> Result<bool, StoreError> {
+    let message = s.deadline.exceeded_message(ran, claim.cost);
+    let failed = retry_unavailable(s.lease, || store.fail(claim.job_id, claim.lease, ErrorType::DeadlineExceeded, &message, false, s.max_attempts)).await?;
+    match failed {
+        Some(status) => {
+            tracing::warn!(job = %claim.job_id, "job {}: {message}", status.as_str());
+            Ok(true)
+        }
+        None => {
+            tracing::warn!(job = %claim.job_id, "past its deadline after losing the lease: {message}");
+            Ok(false)
+        }
+    }
 }
 
 /// Encode every image in the requested format, with its infotext. `req` is the request as
@@ -269,6 +362,7 @@ async fn finish(
     claim: &Claim,
     result: Result<(Vec<NewImage>, Duration), PipelineError>,
     reasons: &StopReasons,
+    started: Instant,
     s: &Settings,
 ) -> Result<(), ServiceError> {
     let id = claim.job_id;
@@ -286,7 +380,12 @@ async fn finish(
             done
         }
         Err(PipelineError::Canceled) => {
-            if reasons.handing_back.load(Ordering::SeqCst) {
+            if reasons.lease_lost.load(Ordering::SeqCst) {
+                tracing::warn!(job = %id, "stopped: the lease was lost to another worker");
+                false
+            } else if reasons.deadline.load(Ordering::SeqCst) {
+                fail_past_deadline(store, claim, started.elapsed(), s).await?
+            } else if reasons.handing_back.load(Ordering::SeqCst) {
                 match store.release(id, claim.lease).await? {
                     Some(JobStatus::Queued) => {
                         queue.requeue_front(&claim.model, claim.tenant_id, id, claim.cost).await?;
@@ -299,9 +398,6 @@ async fn finish(
                     }
                     None => false,
                 }
-            } else if reasons.lease_lost.load(Ordering::SeqCst) {
-                tracing::warn!(job = %id, "stopped: the lease was lost to another worker");
-                false
             } else {
                 let canceled = store.mark_canceled(id, claim.lease).await?;
                 if canceled {
@@ -311,9 +407,12 @@ async fn finish(
             }
         }
         Err(e) => {
-            let retry = !matches!(e, PipelineError::Invalid { .. });
+            let (error_type, retry) = match e {
+                PipelineError::Invalid { .. } => (ErrorType::InvalidRequest, false),
+                _ => (ErrorType::GenerationFailed, true),
+            };
             let message = e.to_string();
-            match store.fail(id, claim.lease, &message, retry, s.max_attempts).await? {
+            match store.fail(id, claim.lease, error_type, &message, retry, s.max_attempts).await? {
                 Some(JobStatus::Queued) => {
                     queue.release(claim.tenant_id, id, &claim.model).await?;
                     queue.enqueue(&claim.model, claim.tenant_id, id, claim.cost).await?;

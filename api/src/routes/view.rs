@@ -24,6 +24,8 @@ pub struct JobView {
     pub attempts: i32,
     pub cancel_requested: bool,
     pub error: Option<String>,
+    /// Why a failed job failed, as a stable word (`deadline_exceeded`, ...); null unless failed.
+    pub error_type: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -99,6 +101,7 @@ fn job_view(job: Job, queue_position: Option<i64>, images: Vec<ImageView>) -> Jo
         attempts: job.attempts,
         cancel_requested: job.cancel_requested,
         error: job.error,
+        error_type: job.error_type,
         created_at: job.created_at,
         started_at: job.started_at,
         finished_at: job.finished_at,

@@ -8,12 +8,12 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{Store, StoreError, JOB_CHANNEL};
-use crate::job::{Claim, ImageMeta, Job, JobStatus, LeaseState, NewImage, Requeued};
+use crate::job::{Claim, ErrorType, ImageMeta, Job, JobStatus, LeaseState, NewImage, Requeued};
 use crate::request::GenerationRequest;
 
 /// The columns of a [`Job`]: every query that reads jobs selects (or returns) these.
 pub(super) const JOB_COLUMNS: &str =
-    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, created_at, started_at, finished_at, purged_at";
+    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, error_type, created_at, started_at, finished_at, purged_at";
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 
@@ -282,15 +282,25 @@ impl Store {
         Ok(true)
     }
 
-    /// A failed attempt: back to the queue while attempts remain (and `retry`), else `failed`.
-    /// Returns the new status, or `None` when the lease was already lost.
-    pub async fn fail(&self, job: Uuid, lease: Uuid, error: &str, retry: bool, max_attempts: i32) -> Result<Option<JobStatus>, StoreError> {
+    /// A failed attempt: back to the queue while attempts remain (and `retry`), else `failed`
+    /// with `error_type` (which stays NULL unless the job ends failed). Returns the new status,
+    /// or `None` when the lease was already lost.
+    pub async fn fail(
+        &self,
+        job: Uuid,
+        lease: Uuid,
+        error_type: ErrorType,
+        error: &str,
+        retry: bool,
+        max_attempts: i32,
+    ) -> Result<Option<JobStatus>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let status: Option<(JobStatus,)> = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN $7
                                WHEN cancel_requested THEN $8 ELSE $9 END,
                  error = $3, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
+                 error_type = CASE WHEN ($4 AND attempts < $5) OR cancel_requested THEN NULL ELSE $10 END,
                  finished_at = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN NULL ELSE now() END
              WHERE id = $1 AND lease = $2 AND status = $6 RETURNING status",
         )
@@ -303,6 +313,7 @@ impl Store {
         .bind(Queued)
         .bind(Canceled)
         .bind(Failed)
+        .bind(error_type.as_str())
         .fetch_optional(&mut *tx)
         .await?;
         if matches!(status, Some((s,)) if s.is_terminal()) {
@@ -387,6 +398,7 @@ impl Store {
                  error = CASE WHEN cancel_requested THEN error
                               WHEN attempts >= $1 THEN format('the worker stopped responding on all %s deliveries', attempts)
                               ELSE format('the worker stopped responding (delivery %s); retrying', attempts) END,
+                 error_type = CASE WHEN NOT cancel_requested AND attempts >= $1 THEN $7 END,
                  finished_at = CASE WHEN cancel_requested OR attempts >= $1 THEN now() ELSE NULL END,
                  lease = NULL, lease_expires_at = NULL, worker_id = NULL, progress_step = 0
              WHERE id IN (SELECT id FROM jobs WHERE status = $2 AND lease_expires_at < now()
@@ -399,6 +411,7 @@ impl Store {
         .bind(Failed)
         .bind(Queued)
         .bind(EXPIRE_BATCH)
+        .bind(ErrorType::LeaseExpired.as_str())
         .fetch_all(&mut *tx)
         .await?;
         for r in rows.iter().filter(|r| r.status.is_terminal()) {
