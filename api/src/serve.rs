@@ -41,7 +41,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     tokio::spawn(darkroom_shared::shutdown::on_signal(shutdown.clone()));
 
     let store = patiently("Postgres", &shutdown, || async {
-        let store = Store::connect(&backends.database_url, backends.db_connections).await?;
+        let store = Store::connect(&backends.database_url, backends.pool()).await?;
         store.migrate().await?;
         Ok::<_, StoreError>(store)
     })

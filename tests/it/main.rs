@@ -8,5 +8,6 @@ mod dialects_hyperbolic;
 mod helpers;
 mod limits;
 mod pipeline;
+mod restart;
 mod service;
 mod workers;
