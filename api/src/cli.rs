@@ -75,6 +75,11 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request body; a slower one is answered 408.
     #[arg(long, env = "DARKROOM_BODY_READ_TIMEOUT_SECS", default_value_t = 60.0, value_parser = above_zero)]
     pub body_read_timeout_secs: f64,
+    /// Seconds a client may take to send a request's line and headers, counted from the
+    /// connection's opening or the end of its previous response (an idle keep-alive connection
+    /// is closed after this too); a slower one is cut off.
+    #[arg(long, env = "DARKROOM_HEADER_READ_TIMEOUT_SECS", default_value_t = 30.0, value_parser = above_zero)]
+    pub header_read_timeout_secs: f64,
     /// The most AUTOMATIC1111 options (`POST /sdapi/v1/options`) a tenant keeps.
     #[arg(long, env = "DARKROOM_MAX_OPTIONS_KEYS", default_value_t = 64)]
     pub max_options_keys: u32,

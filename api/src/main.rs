@@ -8,6 +8,7 @@ mod dialect;
 mod dialects;
 mod error;
 mod extract;
+mod http;
 mod json;
 mod limits;
 mod routes;

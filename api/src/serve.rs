@@ -11,11 +11,11 @@ use darkroom_shared::store::{Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::app;
 use crate::cli::ServeArgs;
 use crate::limits;
 use crate::service::{Service, Settings};
 use crate::wait::{self, Waiters};
+use crate::{app, http};
 
 /// How long start-up keeps retrying a backend that does not answer yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
@@ -30,8 +30,6 @@ pub enum ServeError {
     Queue(#[from] QueueError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
-    #[error("serving HTTP: {0}")]
-    Serve(std::io::Error),
     #[error("interrupted during start-up")]
     Interrupted,
 }
@@ -41,7 +39,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     tokio::spawn(darkroom_shared::shutdown::on_signal(shutdown.clone()));
 
     let store = patiently("Postgres", &shutdown, || async {
-        let store = Store::connect(&backends.database_url, backends.db_connections).await?;
+        let store = Store::connect(&backends.database_url, backends.pool()).await?;
         store.migrate().await?;
         Ok::<_, StoreError>(store)
     })
@@ -82,7 +80,8 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         Ok(addr) => tracing::info!("listening on http://{addr}"),
         Err(_) => tracing::info!("listening on {}", args.listen),
     }
-    axum::serve(listener, app::router(service)).with_graceful_shutdown(shutdown.clone().cancelled_owned()).await.map_err(ServeError::Serve)?;
+    let header_read_timeout = Duration::from_secs_f64(args.header_read_timeout_secs);
+    http::serve(listener, app::router(service), header_read_timeout, shutdown.clone()).await;
 
     shutdown.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;

@@ -318,14 +318,20 @@ impl Service {
     }
 
     /// Wait until the job is finished, `timeout` passes or the server shuts down, then return
-    /// the job as it stands. Wake-ups come from the listener and the sweep (see `wait`).
+    /// the job as it stands. Wake-ups come from the listener and the sweep (see `wait`). While
+    /// Postgres is unavailable (a restart) the wait goes on: the listener wakes every waiter
+    /// once it has reconnected; only a wait that ends during the outage fails (503).
     async fn wait_for(&self, tenant: Uuid, id: Uuid, timeout: Duration) -> Result<Job, ApiError> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut registration = self.waiters.register(id);
-            let job = self.store.job(tenant, id).await?.ok_or_else(|| not_found(id))?;
-            if job.status.is_terminal() || Instant::now() >= deadline || self.shutdown.is_cancelled() {
-                return Ok(job);
+            let ending = || Instant::now() >= deadline || self.shutdown.is_cancelled();
+            match self.store.job(tenant, id).await {
+                Ok(Some(job)) if job.status.is_terminal() || ending() => return Ok(job),
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(not_found(id)),
+                Err(e) if e.is_unavailable() && !ending() => tracing::warn!(job = %id, "a waiter could not read its job ({e}); waiting on"),
+                Err(e) => return Err(e.into()),
             }
             tokio::select! {
                 _ = registration.woken() => {}

@@ -6,7 +6,9 @@
 //! task checks all waited-on ids in a single query every second and wakes the finished ones.
 //!
 //! The protocol for a waiter (see `Service::wait_for`): register, then read the row, then wait
-//! for a wake-up (or its deadline); on wake-up, register again and re-read.
+//! for a wake-up (or its deadline); on wake-up, register again and re-read. A read that fails
+//! because Postgres is unavailable (a restart) is followed by a wait too: the listener's
+//! reconnection wakes everyone once Postgres is back.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -96,11 +98,20 @@ impl Waiters {
 }
 
 /// LISTEN for job announcements until `shutdown`, reconnecting as needed.
+///
+/// The session has a pool of its own ([`Store::dedicated_pool`]): after a Postgres restart it
+/// reconnects within a fraction of a second of Postgres accepting connections again, whatever
+/// the main pool is doing, and then wakes every waiter, since what was announced meanwhile is lost.
 pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken) {
-    let mut backoff = Duration::from_millis(250);
+    let pool = store.dedicated_pool();
+    // Attempts wait for the pool's acquire timeout while Postgres is down: the pause between
+    // them only spaces out errors that come at once (a refused login, say).
+    let mut backoff = RECONNECT_MIN;
+    // Whether the connection was lost (or never made): then one warning, until it is back.
+    let mut failing = false;
     while !shutdown.is_cancelled() {
         let listener = async {
-            let mut l = PgListener::connect_with(store.pool()).await?;
+            let mut l = PgListener::connect_with(&pool).await?;
             l.listen(JOB_CHANNEL).await?;
             Ok::<_, sqlx::Error>(l)
         };
@@ -109,15 +120,21 @@ pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken)
             l = listener => match l {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!("job listener could not connect: {e}; retrying in {backoff:?}");
+                    if !failing {
+                        tracing::warn!("job listener cannot connect: {e}; retrying");
+                    }
+                    tracing::debug!("job listener cannot connect: {e}; retrying in {backoff:?}");
+                    failing = true;
                     tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(RECONNECT_MAX);
                     continue;
                 }
             },
         };
-        backoff = Duration::from_millis(250);
-        tracing::debug!("job listener connected");
+        if failing {
+            tracing::info!("job listener reconnected; waiters re-check");
+        }
+        backoff = RECONNECT_MIN;
         // Anything announced before this point may have been missed.
         waiters.wake_all();
         loop {
@@ -135,14 +152,20 @@ pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken)
                     tracing::warn!("job listener reconnected; waiters re-check");
                     waiters.wake_all();
                 }
+                // Postgres shutting down (57P01) or gone: connect anew.
                 Err(e) => {
-                    tracing::warn!("job listener failed: {e}; reconnecting");
+                    tracing::warn!("job listener lost its connection: {e}; reconnecting");
+                    failing = true;
                     break;
                 }
             }
         }
     }
 }
+
+/// Pauses between the listener's attempts to reconnect.
+const RECONNECT_MIN: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_millis(500);
 
 /// Every `every`, check all waited-on jobs in one query and wake the finished ones: a lost
 /// notification delays a waiter by at most this much.

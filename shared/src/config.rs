@@ -17,6 +17,23 @@ pub struct Backends {
     /// Postgres connections in this process's pool.
     #[arg(long, env = "DARKROOM_DB_CONNECTIONS", default_value_t = 16)]
     pub db_connections: u32,
+    /// Seconds a query waits for a pool connection (then: unavailable, a 503 in the API). While
+    /// Postgres restarts, the pool retries connecting at least every fifth of this, so it also
+    /// bounds how late after Postgres is back the process notices.
+    #[arg(long, env = "DARKROOM_DB_ACQUIRE_TIMEOUT_SECS", default_value_t = crate::store::DEFAULT_ACQUIRE_TIMEOUT.as_secs_f64(), value_parser = positive_secs)]
+    pub db_acquire_timeout_secs: f64,
+}
+
+impl Backends {
+    /// The Postgres pool these flags describe.
+    pub fn pool(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings { max_connections: self.db_connections, acquire_timeout: Duration::from_secs_f64(self.db_acquire_timeout_secs) }
+    }
+}
+
+/// A number of seconds above zero.
+fn positive_secs(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0 && *v < 1e9).ok_or_else(|| format!("expected a number of seconds above 0, got {raw:?}"))
 }
 
 /// How jobs are delivered and recovered; API and workers must agree.

@@ -254,3 +254,52 @@ async fn a_trickled_body_is_cut_off_with_408() {
         assert!(started.elapsed() < Duration::from_secs(5), "{path}: cut off near the deadline, not after {:?}", started.elapsed());
     }
 }
+
+/// A client that opens a connection and trickles its request head (a header byte every 200 ms)
+/// or sends none of it is cut off once `--header-read-timeout-secs` (2 s here) has passed,
+/// with a 408 or a closed connection; a client that sends its heads in time keeps its
+/// connection for several requests (keep-alive).
+#[tokio::test]
+async fn a_trickled_request_head_is_cut_off() {
+    let env = ServiceEnv::new();
+    let server = ApiServer::start(&env, &[("DARKROOM_HEADER_READ_TIMEOUT_SECS", "2")]);
+    let addr = server.base.trim_start_matches("http://").to_string();
+
+    // Keep-alive: three requests on one connection, the last after a pause shorter than the timeout.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    for pause in [0, 0, 1000] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        stream.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.expect("request sent");
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer)).await.expect("answered").expect("read");
+        let text = String::from_utf8_lossy(&answer[..n]).to_string();
+        assert!(text.starts_with("HTTP/1.1 200"), "keep-alive request after {pause} ms: {text:?}");
+    }
+
+    for trickle in [true, false] {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+        let started = std::time::Instant::now();
+        stream.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ").as_bytes()).await.expect("partial head");
+        let mut answer = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                tokio::select! {
+                    n = stream.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(200)), if trickle => {
+                        let _ = stream.write_all(b"a").await;
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(15), read).await.unwrap_or_else(|_| panic!("trickle={trickle}: the connection was still open after 15 s"));
+        let elapsed = started.elapsed();
+        let text = String::from_utf8_lossy(&answer).to_string();
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "trickle={trickle}: a 408 or nothing: {text:?}");
+        // The timeout (2 s), plus a margin for a busy machine.
+        assert!(elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(6), "trickle={trickle}: cut off after {elapsed:?}");
+    }
+}

@@ -9,5 +9,6 @@ mod dialects_hyperbolic;
 mod helpers;
 mod limits;
 mod pipeline;
+mod restart;
 mod service;
 mod workers;

@@ -37,7 +37,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let result: anyhow::Result<()> = rt.block_on(async move {
         let backends = &args.backends;
-        let store = Store::connect_relaxed(&backends.database_url, backends.db_connections).await.context("connecting to Postgres")?;
+        let store = Store::connect_relaxed(&backends.database_url, backends.pool()).await.context("connecting to Postgres")?;
         store.migrate().await.context("migrating the database")?;
         let queue = Queue::connect(&backends.redis_url, &backends.redis_prefix).await.context("connecting to Redis")?;
         let shutdown = CancellationToken::new();

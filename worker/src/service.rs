@@ -335,7 +335,9 @@ fn encode(images: &[GeneratedImage], req: &GenerationRequest, size: (u32, u32)) 
 
 /// Run `write` again, with backoff, while it fails because Postgres cannot be reached (a
 /// restart, a failover), for at most `window` (the lease: once it may have expired, another
-/// worker may hold the job and the fenced write would be refused anyway).
+/// worker may hold the job and the fenced write would be refused anyway). While Postgres is
+/// down an attempt itself lasts the pool's acquire timeout, reconnecting all along, so the
+/// pauses between attempts stay short: the write lands soon after Postgres is back.
 async fn retry_unavailable<T, F, Fut>(window: Duration, mut write: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
@@ -348,7 +350,7 @@ where
             Err(e) if e.is_unavailable() && tokio::time::Instant::now() + backoff < give_up => {
                 tracing::warn!("Postgres unavailable ({e}); retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                backoff = (backoff * 2).min(Duration::from_millis(400));
             }
             other => return other,
         }

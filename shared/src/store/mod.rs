@@ -63,6 +63,28 @@ impl StoreError {
 /// The migrations in `migrations/`, embedded in both binaries.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// How long a query waits for a pool connection by default (`--db-acquire-timeout-secs`).
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The size of a process's pool and how long a query waits for one of its connections.
+///
+/// While Postgres is down (a restart), a query's wait is spent reconnecting, with sqlx backing
+/// off up to a fifth of the acquire timeout between attempts: the acquire timeout also bounds
+/// how late after Postgres is back the pool notices (1 s at the default of 5 s), and how long a
+/// request waits before its 503.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl From<u32> for PoolSettings {
+    /// `max_connections` connections, with the default acquire timeout.
+    fn from(max_connections: u32) -> Self {
+        PoolSettings { max_connections, acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT }
+    }
+}
+
 /// A pool of Postgres connections and the queries on them.
 #[derive(Clone)]
 pub struct Store {
@@ -71,8 +93,8 @@ pub struct Store {
 
 impl Store {
     /// Connect to `url`, creating the database when it does not exist yet.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        Store::open(url, max_connections, false).await
+    pub async fn connect(url: &str, pool: impl Into<PoolSettings>) -> Result<Store, StoreError> {
+        Store::open(url, pool.into(), false).await
     }
 
     /// Like [`Store::connect`], for workers: commits do not wait for the WAL flush
@@ -80,11 +102,11 @@ impl Store {
     /// (progress, a claim, a completion) but never corrupts anything: a forgotten claim leaves
     /// the job queued (recovery enqueues it again), a forgotten completion leaves its lease to
     /// expire (the job runs again). Submissions go through [`Store::connect`] and stay durable.
-    pub async fn connect_relaxed(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        Store::open(url, max_connections, true).await
+    pub async fn connect_relaxed(url: &str, pool: impl Into<PoolSettings>) -> Result<Store, StoreError> {
+        Store::open(url, pool.into(), true).await
     }
 
-    async fn open(url: &str, max_connections: u32, relaxed: bool) -> Result<Store, StoreError> {
+    async fn open(url: &str, pool: PoolSettings, relaxed: bool) -> Result<Store, StoreError> {
         if !Postgres::database_exists(url).await? {
             match Postgres::create_database(url).await {
                 Ok(()) => tracing::info!("created database"),
@@ -97,7 +119,14 @@ impl Store {
         if relaxed {
             options = options.options([("synchronous_commit", "off")]);
         }
-        let pool = PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(10)).connect_with(options).await?;
+        // An idle connection is pinged before use (sqlx's default, kept explicit): one that a
+        // Postgres restart closed is replaced instead of failing the query.
+        let pool = PgPoolOptions::new()
+            .max_connections(pool.max_connections)
+            .acquire_timeout(pool.acquire_timeout)
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await?;
         Ok(Store { pool })
     }
 
@@ -109,6 +138,19 @@ impl Store {
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A pool of one connection of its own, to the same database, for a long-lived session (a
+    /// LISTEN). It takes no connection from the main pool and, after a restart, reconnects
+    /// whatever the main pool is busy with: while Postgres is down an acquire retries connecting
+    /// at least every 200 ms (a fifth of its 1 s acquire timeout).
+    pub fn dedicated_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(1))
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with((*self.pool.connect_options()).clone())
     }
 
     /// Whether Postgres answers.
