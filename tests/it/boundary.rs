@@ -228,3 +228,33 @@ async fn a_trickled_body_is_cut_off_with_408() {
         assert!(started.elapsed() < Duration::from_secs(5), "{path}: cut off near the deadline, not after {:?}", started.elapsed());
     }
 }
+
+/// A request (method, path), the status it must get, and whether its body has the dialect's shape.
+type ShapedAnswer = (&'static str, &'static str, u16, fn(&Value) -> bool);
+
+/// A method a route does not take, a model id that is not UTF-8 once decoded, and an A1111
+/// path that names nothing are answered in the dialect's own shape, not the native one nor
+/// axum's plain text (found by the fuzz tests).
+#[tokio::test]
+async fn wrong_methods_and_unreadable_paths_answer_in_the_dialects_shape() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let server = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let cases: Vec<ShapedAnswer> = vec![
+        ("PUT", "/", 405, |b| b["error"].is_string()),
+        ("GET", "/models/tiny", 405, |b| b["error"].is_string()),
+        ("DELETE", "/v1/image/generation", 405, |b| b["object"] == "error" && b["type"] == "invalid_request_error"),
+        ("GET", "/sdapi/v1/txt2img", 405, |b| b["error"] == "HTTPException" && b["detail"] == "Method Not Allowed"),
+        ("PATCH", "/v1/jobs", 405, |b| b["error"]["type"] == "method_not_allowed"),
+        ("POST", "/models/%FF", 404, |b| b["error"].as_str().is_some_and(|m| m.contains("UTF-8"))),
+        ("GET", "/sdapi/v1/", 404, |b| b == &json!({"detail": "Not Found"})),
+    ];
+    for (method, path, expected, shaped) in cases {
+        let r = http.request(method.parse().expect("method"), server.url(path)).bearer_auth(&token).json(&json!({"inputs": "p"})).send().await.expect("answer");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(shaped(&body), "{method} {path}: the dialect's shape, got {body}");
+    }
+}
