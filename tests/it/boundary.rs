@@ -258,3 +258,26 @@ async fn wrong_methods_and_unreadable_paths_answer_in_the_dialects_shape() {
         assert!(shaped(&body), "{method} {path}: the dialect's shape, got {body}");
     }
 }
+
+/// Numbers at the ends of f64's range in a tenant's A1111 options come back exactly: Postgres
+/// prints JSONB numbers as plain decimals (309 digits for f64::MAX), which serde_json's default
+/// parser overflowed on, so every later `GET /sdapi/v1/options` was a 500 (found by the fuzz tests).
+#[tokio::test]
+async fn stored_options_keep_numbers_at_the_ends_of_f64() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    // GET options names the current checkpoint: the catalog needs a model.
+    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
+    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    let server = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let numbers = json!({"max": f64::MAX, "min": f64::MIN, "tiny": 4.9e-324, "near": 1.7976931348623155e308});
+    let r = http.post(server.url("/sdapi/v1/options")).bearer_auth(&token).json(&numbers).send().await.expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = http.get(server.url("/sdapi/v1/options")).bearer_auth(&token).send().await.expect("answer");
+    assert_eq!(r.status(), 200, "{}", server.log());
+    let options: Value = r.json().await.expect("JSON");
+    for key in ["max", "min", "tiny", "near"] {
+        assert_eq!(options[key].as_f64(), numbers[key].as_f64(), "{key}: {options}");
+    }
+}
