@@ -5,6 +5,7 @@ mod cli;
 mod dialect_a1111;
 mod dialects_hf;
 mod dialects_hyperbolic;
+mod fuzz;
 mod helpers;
 mod limits;
 mod pipeline;
