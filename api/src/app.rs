@@ -11,6 +11,7 @@ use tracing::Level;
 
 use axum::response::{IntoResponse, Response};
 
+use crate::dialect::{method_not_allowed, Native};
 use crate::error::{panic_message, ApiError};
 use crate::service::Service;
 use crate::{dialects, routes};
@@ -24,7 +25,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(routes::health::router())
         .merge(dialects::router())
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed::<Native>)
         .layer(DefaultBodyLimit::max(limit))
         .layer(CatchPanicLayer::custom(|panic| -> Response { panic_message(panic).into_response() }))
         .layer(
@@ -37,8 +38,4 @@ pub fn router(service: Arc<Service>) -> Router {
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
-}
-
-async fn method_not_allowed(method: Method) -> ApiError {
-    ApiError::MethodNotAllowed(method.to_string())
 }

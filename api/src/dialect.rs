@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -95,6 +95,12 @@ impl<D: Dialect> IntoResponse for DialectError<D> {
         }
         response
     }
+}
+
+/// A route that exists but not for the request's method, answered in `D`'s shape: the
+/// `method_not_allowed_fallback` of every dialect's routes (`dialects::router`) and of the rest.
+pub async fn method_not_allowed<D: Dialect>(method: Method) -> DialectError<D> {
+    DialectError::new(ApiError::MethodNotAllowed(method.to_string()))
 }
 
 /// The native API (`/v1/...`, the probes and unknown routes): `{"error": {"type", "message",

@@ -1,5 +1,6 @@
 //! The extractors every route shares, native and dialect alike, each rejecting in the route's
-//! dialect shape: [`Caller`], the tenant a request acts for, and [`JsonBody`], its JSON body.
+//! dialect shape: [`Caller`], the tenant a request acts for, [`JsonBody`], its JSON body, and
+//! [`PathParam`], what its path names.
 //!
 //! A handler takes `Caller<D>` before `JsonBody<T, D>`: axum runs the parts extractors first, so
 //! the token is checked before a byte of the body is read, and a large upload with a wrong token
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use darkroom_shared::store::Tenant;
@@ -83,6 +84,27 @@ where
             }
         })?;
         Ok(JsonBody(crate::json::parse(&bytes)?, PhantomData))
+    }
+}
+
+/// A route's path parameters. A path that cannot be read as `T` (a percent-encoded byte that
+/// is not UTF-8, a value of the wrong type) names nothing here: a 404 in the dialect's shape,
+/// instead of axum's plain-text 400.
+pub struct PathParam<T, D = Native>(pub T, pub PhantomData<D>);
+
+impl<S, T, D> FromRequestParts<S> for PathParam<T, D>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+    D: Dialect,
+{
+    type Rejection = DialectError<D>;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParam(value, PhantomData)),
+            Err(rejection) => Err(ApiError::NotFound(format!("no such resource: {}", rejection.body_text())).into()),
+        }
     }
 }
 

@@ -7,33 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{ApiServer, ServiceEnv, TcpProxy, POSTGRES};
-
-/// Every route that takes a token, with its method. Routes whose handler reads a body and those
-/// that do not are both here: none may read one before authenticating.
-const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/v1/jobs"),
-    ("GET", "/v1/jobs"),
-    ("GET", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000"),
-    ("POST", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000/cancel"),
-    ("GET", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000/images/0"),
-    ("GET", "/v1/models"),
-    ("POST", "/"),
-    ("POST", "/models/tiny"),
-    ("POST", "/models/org/some-model"),
-    ("POST", "/v1/image/generation"),
-    ("POST", "/sdapi/v1/txt2img"),
-    ("POST", "/sdapi/v1/img2img"),
-    ("GET", "/sdapi/v1/sd-models"),
-    ("GET", "/sdapi/v1/options"),
-    ("POST", "/sdapi/v1/options"),
-    ("GET", "/sdapi/v1/samplers"),
-    ("GET", "/sdapi/v1/schedulers"),
-    ("GET", "/sdapi/v1/progress"),
-    ("POST", "/sdapi/v1/interrupt"),
-    ("POST", "/sdapi/v1/skip"),
-    ("GET", "/sdapi/v1/scripts"),
-];
+use crate::helpers::{ApiServer, ServiceEnv, TcpProxy, POSTGRES, ROUTES};
 
 /// Send the head of a request declaring a 10 MB body and only the first 64 KiB of it, then
 /// read what the server answers while the rest of the upload is still owed. Its status and body.
@@ -301,5 +275,58 @@ async fn a_trickled_request_head_is_cut_off() {
         assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "trickle={trickle}: a 408 or nothing: {text:?}");
         // The timeout (2 s), plus a margin for a busy machine.
         assert!(elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(6), "trickle={trickle}: cut off after {elapsed:?}");
+    }
+}
+
+/// A request (method, path), the status it must get, and whether its body has the dialect's shape.
+type ShapedAnswer = (&'static str, &'static str, u16, fn(&Value) -> bool);
+
+/// A method a route does not take, a model id that is not UTF-8 once decoded, and an A1111
+/// path that names nothing are answered in the dialect's own shape, not the native one nor
+/// axum's plain text (found by the fuzz tests).
+#[tokio::test]
+async fn wrong_methods_and_unreadable_paths_answer_in_the_dialects_shape() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    let server = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let cases: Vec<ShapedAnswer> = vec![
+        ("PUT", "/", 405, |b| b["error"].is_string()),
+        ("GET", "/models/tiny", 405, |b| b["error"].is_string()),
+        ("DELETE", "/v1/image/generation", 405, |b| b["object"] == "error" && b["type"] == "invalid_request_error"),
+        ("GET", "/sdapi/v1/txt2img", 405, |b| b["error"] == "HTTPException" && b["detail"] == "Method Not Allowed"),
+        ("PATCH", "/v1/jobs", 405, |b| b["error"]["type"] == "method_not_allowed"),
+        ("POST", "/models/%FF", 404, |b| b["error"].as_str().is_some_and(|m| m.contains("UTF-8"))),
+        ("GET", "/sdapi/v1/", 404, |b| b == &json!({"detail": "Not Found"})),
+    ];
+    for (method, path, expected, shaped) in cases {
+        let r = http.request(method.parse().expect("method"), server.url(path)).bearer_auth(&token).json(&json!({"inputs": "p"})).send().await.expect("answer");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(shaped(&body), "{method} {path}: the dialect's shape, got {body}");
+    }
+}
+
+/// Numbers at the ends of f64's range in a tenant's A1111 options come back exactly: Postgres
+/// prints JSONB numbers as plain decimals (309 digits for f64::MAX), which serde_json's default
+/// parser overflowed on, so every later `GET /sdapi/v1/options` was a 500 (found by the fuzz tests).
+#[tokio::test]
+async fn stored_options_keep_numbers_at_the_ends_of_f64() {
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    // GET options names the current checkpoint: the catalog needs a model.
+    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
+    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    let server = ApiServer::start(&env, &[]);
+    let http = reqwest::Client::new();
+    let numbers = json!({"max": f64::MAX, "min": f64::MIN, "tiny": 4.9e-324, "near": 1.7976931348623155e308});
+    let r = http.post(server.url("/sdapi/v1/options")).bearer_auth(&token).json(&numbers).send().await.expect("answer");
+    assert_eq!(r.status(), 200);
+    let r = http.get(server.url("/sdapi/v1/options")).bearer_auth(&token).send().await.expect("answer");
+    assert_eq!(r.status(), 200, "{}", server.log());
+    let options: Value = r.json().await.expect("JSON");
+    for key in ["max", "min", "tiny", "near"] {
+        assert_eq!(options[key].as_f64(), numbers[key].as_f64(), "{key}: {options}");
     }
 }

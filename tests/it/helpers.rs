@@ -77,6 +77,33 @@ pub fn api_bin() -> PathBuf {
         .clone()
 }
 
+/// Every route that takes a token, with its method: the boundary and fuzz tests go through them
+/// all. Routes whose handler reads a body and those that do not are both here: none may read one
+/// before authenticating.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000"),
+    ("POST", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000/cancel"),
+    ("GET", "/v1/jobs/0190e0a4-0000-7000-8000-000000000000/images/0"),
+    ("GET", "/v1/models"),
+    ("POST", "/"),
+    ("POST", "/models/tiny"),
+    ("POST", "/models/org/some-model"),
+    ("POST", "/v1/image/generation"),
+    ("POST", "/sdapi/v1/txt2img"),
+    ("POST", "/sdapi/v1/img2img"),
+    ("GET", "/sdapi/v1/sd-models"),
+    ("GET", "/sdapi/v1/options"),
+    ("POST", "/sdapi/v1/options"),
+    ("GET", "/sdapi/v1/samplers"),
+    ("GET", "/sdapi/v1/schedulers"),
+    ("GET", "/sdapi/v1/progress"),
+    ("POST", "/sdapi/v1/interrupt"),
+    ("POST", "/sdapi/v1/skip"),
+    ("GET", "/sdapi/v1/scripts"),
+];
+
 /// A fresh database (created by the API on first use) and Redis key prefix, dropped at the end.
 pub struct ServiceEnv {
     pub database_url: String,

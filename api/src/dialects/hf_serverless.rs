@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::dialect::{Dialect, DialectError};
 use crate::error::{ApiError, PublicError};
-use crate::extract::{Caller, JsonBody};
+use crate::extract::{Caller, JsonBody, PathParam};
 use crate::service::{JobWithImages, Service, Submission};
 
 /// The serverless API's errors: `{"error": "..."}` (400 for any bad input), and while a model
@@ -115,7 +115,7 @@ struct Options {
 async fn generate(
     State(service): State<Arc<Service>>,
     caller: Caller<HfServerless>,
-    Path(model): Path<String>,
+    PathParam(model, _): PathParam<String, HfServerless>,
     headers: HeaderMap,
     JsonBody(body, _): JsonBody<Body, HfServerless>,
 ) -> Answer<Response> {

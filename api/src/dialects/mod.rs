@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::dialect::{method_not_allowed, Dialect};
 use crate::service::Service;
 
 mod a1111;
@@ -17,5 +18,14 @@ mod hyperbolic;
 
 /// Every dialect's routes.
 pub fn router() -> Router<Arc<Service>> {
-    Router::new().merge(a1111::router()).merge(hf_endpoint::router()).merge(hf_serverless::router()).merge(hyperbolic::router())
+    Router::new()
+        .merge(in_shape_of::<a1111::A1111>(a1111::router()))
+        .merge(in_shape_of::<hf_endpoint::HfEndpoint>(hf_endpoint::router()))
+        .merge(in_shape_of::<hf_serverless::HfServerless>(hf_serverless::router()))
+        .merge(in_shape_of::<hyperbolic::Hyperbolic>(hyperbolic::router()))
+}
+
+/// A dialect's routes, with a method they do not take answered 405 in the dialect's shape.
+fn in_shape_of<D: Dialect>(routes: Router<Arc<Service>>) -> Router<Arc<Service>> {
+    routes.method_not_allowed_fallback(method_not_allowed::<D>)
 }

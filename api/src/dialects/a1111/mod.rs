@@ -49,6 +49,7 @@ pub fn router() -> Router<Arc<Service>> {
         .route("/sdapi/v1/interrupt", post(interrupt))
         .route("/sdapi/v1/skip", post(interrupt))
         .route("/sdapi/v1/scripts", get(scripts))
+        .route("/sdapi/v1/", get(not_found).post(not_found))
         .route("/sdapi/v1/{*rest}", get(not_found).post(not_found))
 }
 
