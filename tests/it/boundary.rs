@@ -168,9 +168,7 @@ where
 async fn nul_characters_are_refused_naming_the_field_in_every_dialect() {
     let env = ServiceEnv::new();
     let token = env.tenant_with_token("acme");
-    let store = env.store().await;
-    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
-    store.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    env.register_tiny_model().await;
     let server = ApiServer::start(&env, &[]);
     let http = reqwest::Client::new();
     let nul = "a lighthouse\u{0}at dusk";
@@ -316,8 +314,7 @@ async fn stored_options_keep_numbers_at_the_ends_of_f64() {
     let env = ServiceEnv::new();
     let token = env.tenant_with_token("acme");
     // GET options names the current checkpoint: the catalog needs a model.
-    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
-    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    env.register_tiny_model().await;
     let server = ApiServer::start(&env, &[]);
     let http = reqwest::Client::new();
     let numbers = json!({"max": f64::MAX, "min": f64::MIN, "tiny": 4.9e-324, "near": 1.7976931348623155e308});

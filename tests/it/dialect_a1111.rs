@@ -369,8 +369,7 @@ async fn progress_and_interrupt_are_per_tenant() {
 async fn options_are_bounded_per_tenant() {
     let env = ServiceEnv::new();
     let token = env.tenant_with_token("acme");
-    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
-    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    env.register_tiny_model().await;
     let api = ApiServer::start(&env, &[("DARKROOM_MAX_OPTIONS_KEYS", "4"), ("DARKROOM_MAX_OPTIONS_BYTES", "200")]);
     let http = reqwest::Client::new();
     let post = |body: Value| http.post(api.url("/sdapi/v1/options")).basic_auth("me", Some(&token)).json(&body).send();
@@ -391,8 +390,7 @@ async fn options_are_bounded_per_tenant() {
 async fn a_client_that_disconnects_cancels_its_blocking_job() {
     let env = ServiceEnv::new();
     let token = env.tenant_with_token("acme");
-    let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
-    env.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
+    env.register_tiny_model().await;
     let api = ApiServer::start(&env, &[]);
     let http = reqwest::Client::new();
     let gone = http
