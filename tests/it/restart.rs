@@ -30,16 +30,26 @@ struct OwnPostgres {
     port: u16,
     user: Option<(u32, u32)>,
     child: Option<Child>,
+    /// A directory outside the target dir, removed at the end.
+    temporary: Option<PathBuf>,
 }
 
 impl OwnPostgres {
-    /// `initdb` a fresh cluster in the scratch directory `name`.
+    /// `initdb` a fresh cluster in the scratch directory `name`. Run as the postgres user, the
+    /// cluster lives under the system's temporary directory instead: the checkout may sit in a
+    /// directory that user cannot enter (a clone in `mktemp -d`, or under `/root`).
     fn init(name: &str) -> OwnPostgres {
-        let dir = scratch(name);
         let user = unprivileged_user();
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("the scratch directory given to the postgres user");
-        }
+        let dir = match user {
+            None => scratch(name),
+            Some((uid, gid)) => {
+                let dir = std::env::temp_dir().join(format!("darkroom-{name}-{}", uuid::Uuid::new_v4().simple()));
+                std::fs::create_dir_all(&dir).expect("a directory for the cluster");
+                std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("the cluster's directory given to the postgres user");
+                dir
+            }
+        };
+        let temporary = user.is_some().then(|| dir.clone());
         let data = dir.join("data");
         let out = command("initdb", user)
             .arg("-D")
@@ -49,7 +59,7 @@ impl OwnPostgres {
             .expect("initdb runs");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        OwnPostgres { data, log: dir.join("postgres.log"), port, user, child: None }
+        OwnPostgres { data, log: dir.join("postgres.log"), port, user, child: None, temporary }
     }
 
     fn url(&self, database: &str) -> String {
@@ -103,6 +113,9 @@ impl OwnPostgres {
 impl Drop for OwnPostgres {
     fn drop(&mut self) {
         self.stop_fast();
+        if let Some(dir) = &self.temporary {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -126,6 +139,8 @@ fn command(program: &str, user: Option<(u32, u32)>) -> Command {
     versions.sort();
     let (_, path) = versions.pop().unwrap_or_else(|| panic!("no {program} under /usr/lib/postgresql/*/bin"));
     let mut cmd = Command::new(path);
+    // A directory every user may enter (the test's own may not be, for the postgres user).
+    cmd.current_dir("/");
     if let Some((uid, gid)) = user {
         use std::os::unix::process::CommandExt;
         cmd.uid(uid).gid(gid);
