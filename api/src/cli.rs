@@ -90,6 +90,20 @@ pub struct ServeArgs {
     pub delivery: DeliveryPolicy,
     #[command(flatten)]
     pub tenant_defaults: TenantDefaults,
+    #[command(flatten)]
+    pub load_estimate: LoadEstimate,
+}
+
+/// How long a model with no live worker is said to take to come up (Hugging Face's 503
+/// `estimated_time`): the median of the start-up times workers recorded for it.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct LoadEstimate {
+    /// How many of a model's newest recorded worker start-ups the median is taken over (1-100).
+    #[arg(long, env = "DARKROOM_LOAD_ESTIMATE_WINDOW", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub load_estimate_window: u32,
+    /// The estimate, in seconds, for a model no worker ever recorded a start-up for.
+    #[arg(long, env = "DARKROOM_DEFAULT_LOAD_SECS", default_value_t = 20.0, value_parser = above_zero)]
+    pub default_load_secs: f64,
 }
 
 /// The limits of tenants that have none of their own (`darkroom-api tenant set`).

@@ -64,6 +64,8 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         max_waiting: args.max_waiting,
         max_options_keys: args.max_options_keys,
         max_options_bytes: args.max_options_bytes,
+        load_estimate_window: args.load_estimate.load_estimate_window,
+        default_load: Duration::from_secs_f64(args.load_estimate.default_load_secs),
     };
     let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
 

@@ -21,6 +21,9 @@ use crate::error::ApiError;
 use crate::limits::Effective;
 use crate::wait::Waiters;
 
+mod status;
+pub use status::ModelState;
+
 /// Limits and windows the service applies.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -45,6 +48,10 @@ pub struct Settings {
     /// Bounds on a tenant's stored A1111 options.
     pub max_options_keys: u32,
     pub max_options_bytes: u32,
+    /// A model's cold-start estimate is the median of its newest this many recorded start-ups...
+    pub load_estimate_window: u32,
+    /// ...or this, when none was ever recorded.
+    pub default_load: Duration,
 }
 
 /// A job with what its views show: image metadata and, while queued, its queue position.

@@ -69,3 +69,27 @@ def test_endpoint_handler_example(url, token):
     assert response.status_code == 200, response.text
     image = Image.open(io.BytesIO(base64.b64decode(response.json()["image"])))
     assert image.size == (64, 64)
+
+
+def test_status_route(url, token, model):
+    # huggingface_hub 2.4.0 has no client for the status route: `InferenceClient.get_model_status`
+    # was removed in 0.35 (deprecated when HF's serverless API went "warm-only"), and it only ever
+    # called the HF endpoint (HF_INFERENCE_ENDPOINT), never a model URL. So this is what it did,
+    # with requests: GET {endpoint}/status/{model} with the token, then read `loaded`, `state`,
+    # `compute_type` and `framework` (an `error` key raised instead).
+    headers = {"Authorization": f"Bearer {token}"}
+    r = requests.get(f"{url}/status/{model}", headers=headers)
+    assert r.status_code == 200, r.text
+    status = r.json()
+    assert "error" not in status
+    # tools/client-tests.sh runs one CPU worker serving the model.
+    assert status == {"loaded": True, "state": "Loaded", "compute_type": "cpu", "framework": "diffusers"}
+    # An alias (DARKROOM_MODEL_ALIASES in tools/client-tests.sh) answers for its model.
+    assert requests.get(f"{url}/status/SD1.5", headers=headers).json() == status
+
+    r = requests.get(f"{url}/status/no/such-model", headers=headers)
+    assert r.status_code == 404
+    assert r.json() == {"error": "Model no/such-model does not exist"}
+    r = requests.get(f"{url}/status/{model}")
+    assert r.status_code == 401
+    assert isinstance(r.json()["error"], str)

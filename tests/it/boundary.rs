@@ -53,7 +53,7 @@ fn assert_unauthorized_shape(path: &str, body: &Value) {
         body == &json!({"detail": "Incorrect username or password"})
     } else if path == "/v1/image/generation" {
         body["object"] == "error" && body["type"] == "authentication_error"
-    } else if path == "/" || path.starts_with("/models/") {
+    } else if path == "/" || path.starts_with("/models/") || path.starts_with("/status/") {
         body["error"].is_string()
     } else {
         body["error"]["type"] == "unauthorized"

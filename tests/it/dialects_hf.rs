@@ -1,11 +1,12 @@
 //! The Hugging Face dialects end to end, with the real API and a real worker on the tiny model
 //! (`tiny`): the endpoint handler (`POST /`, seeds 000/001) and the serverless text-to-image API
-//! (`POST /models/{id}`, seed 002) with its cache, wait-for-model and `Accept` formats.
+//! (`POST /models/{id}`, seed 002) with its cache, wait-for-model and `Accept` formats, and
+//! `GET /status/{id}` with the load estimates workers record.
 use std::time::Duration;
 
 use base64::Engine as _;
 use darkroom_shared::family::Family;
-use darkroom_shared::store::ModelEntry;
+use darkroom_shared::store::{ModelEntry, ModelLoad, WorkerStart};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -283,4 +284,96 @@ async fn hf_serverless_wait_for_model() {
     let mut with_option = body;
     with_option["options"] = json!({"wait_for_model": true, "use_cache": false});
     assert_eq!(c.post("/models/tiny", with_option, &[]).await.status(), 200);
+}
+
+/// The recorded start-ups of `model`: (load_secs, ready_secs, provider), newest first.
+async fn recorded_loads(env: &ServiceEnv, model: &str) -> Vec<(f64, f64, Option<String>)> {
+    let store = env.store().await;
+    sqlx::query_as("SELECT load_secs, ready_secs, provider FROM model_loads WHERE model = $1 ORDER BY id DESC")
+        .bind(model)
+        .fetch_all(store.pool())
+        .await
+        .expect("model_loads")
+}
+
+/// A start-up of a worker serving `model`, recorded as a worker records its own.
+async fn record_start(env: &ServiceEnv, model: &str, ready_secs: f64) {
+    let start = WorkerStart {
+        worker: Uuid::new_v4(),
+        ready: Duration::from_secs_f64(ready_secs),
+        provider: Some("cpu".into()),
+        models: vec![ModelLoad { model: model.into(), load: Duration::from_secs_f64(ready_secs / 2.0) }],
+    };
+    env.store().await.record_worker_start(&start).await.expect("recorded");
+}
+
+/// The 503 of a model with no live worker: its `estimated_time` and `Retry-After`.
+async fn loading_estimate(c: &Caller, path: &str) -> (f64, String) {
+    let r = c.post(path, json!({"inputs": "a cat", "parameters": {"num_inference_steps": 2}}), &[]).await;
+    assert_eq!(r.status(), 503);
+    let retry_after = r.headers()["retry-after"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().ends_with("is currently loading"), "{body}");
+    (body["estimated_time"].as_f64().expect("estimated_time"), retry_after)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hf_status_and_estimated_time_from_recorded_loads() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[("DARKROOM_MODEL_ALIASES", "org/tiny-alias=tiny")]);
+    let c = Caller::new(&api, &env.tenant_with_token("acme"));
+    let expect = |loaded: bool, compute: &str| json!({"loaded": loaded, "state": if loaded { "Loaded" } else { "Loadable" }, "compute_type": compute, "framework": "diffusers"});
+
+    // Unknown models are 404s in the dialect's shape; the token is checked first.
+    assert_eq!(c.get("/status/tiny").await, (404, json!({"error": "Model tiny does not exist"})));
+    assert_eq!(c.get("/status/acme/nope").await, (404, json!({"error": "Model acme/nope does not exist"})));
+    let (status, body) = Caller::new(&api, "drk_nope").get("/status/tiny").await;
+    assert_eq!((status, body["error"].is_string()), (401, true), "{body}");
+    let r = c.http.get(api.url("/status/tiny")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    // In the catalog, no live worker, no start-up ever recorded: Loadable, the documented
+    // compute type, and the 503 says the default estimate.
+    let store = env.store().await;
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true };
+    let gone = Uuid::new_v4();
+    store.register_worker(gone, "test", &[entry]).await.expect("catalog");
+    store.worker_stopped(gone).await.expect("stopped");
+    assert_eq!(c.get("/status/tiny").await, (200, expect(false, "gpu")));
+    assert_eq!(loading_estimate(&c, "/models/tiny").await, (20.0, "20".to_string()));
+
+    // A real worker records its start-up once it is ready, and the model is Loaded on the CPU,
+    // by its id and by an alias with a slash.
+    let mut worker = Worker::start(&env, &[]);
+    let loads = recorded_loads(&env, "tiny").await;
+    assert_eq!(loads.len(), 1, "{loads:?}");
+    let (load, ready, provider) = loads[0].clone();
+    assert!(load > 0.0 && load <= ready && ready < 60.0, "load {load} s, ready {ready} s");
+    assert_eq!(provider.as_deref(), Some("cpu"));
+    assert_eq!(c.get("/status/tiny").await, (200, expect(true, "cpu")));
+    assert_eq!(c.get("/status/org/tiny-alias").await, (200, expect(true, "cpu")));
+
+    // Once it stops, Loadable, still on the CPU (the last known), and a 503 says how long the
+    // worker took to be ready.
+    worker.signal("TERM");
+    assert!(worker.wait_exit(Duration::from_secs(30)).is_some(), "the worker exits on SIGTERM");
+    assert_eq!(c.get("/status/tiny").await, (200, expect(false, "cpu")));
+    let (estimate, retry_after) = loading_estimate(&c, "/models/tiny").await;
+    assert!((estimate - ready).abs() < 1e-6, "estimated_time {estimate} is the one recorded start-up, {ready}");
+    assert_eq!(retry_after, (ready.ceil() as u64).to_string());
+    assert_eq!(loading_estimate(&c, "/models/org/tiny-alias").await.0, estimate);
+
+    // The median of the newest five: one very slow start does not move it.
+    for secs in [70.0, 10_000.0, 90.0, 80.0] {
+        record_start(&env, "tiny", secs).await;
+    }
+    assert_eq!(loading_estimate(&c, "/models/tiny").await, (80.0, "80".to_string()));
+    // The window and the default are settings.
+    let api2 = ApiServer::start(&env, &[("DARKROOM_LOAD_ESTIMATE_WINDOW", "2"), ("DARKROOM_DEFAULT_LOAD_SECS", "42.5")]);
+    let c2 = Caller { http: c.http.clone(), base: api2.base.clone(), token: c.token.clone() };
+    assert_eq!(loading_estimate(&c2, "/models/tiny").await.0, 85.0, "the median of 80 and 90");
+    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, img2img: true };
+    store.register_worker(gone, "test", &[other]).await.expect("catalog");
+    store.worker_stopped(gone).await.expect("stopped");
+    assert_eq!(loading_estimate(&c2, "/models/other").await, (42.5, "43".to_string()));
 }

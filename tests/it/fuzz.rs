@@ -56,7 +56,7 @@ fn shape_of(path: &str) -> Shape {
         Shape::Hyperbolic
     } else if path == "/" {
         Shape::HfEndpoint
-    } else if path.starts_with("/models/") {
+    } else if path.starts_with("/models/") || path.starts_with("/status/") {
         Shape::HfServerless
     } else {
         Shape::Native

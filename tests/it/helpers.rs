@@ -90,6 +90,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/"),
     ("POST", "/models/tiny"),
     ("POST", "/models/org/some-model"),
+    ("GET", "/status/tiny"),
+    ("GET", "/status/org/some-model"),
     ("POST", "/v1/image/generation"),
     ("POST", "/sdapi/v1/txt2img"),
     ("POST", "/sdapi/v1/img2img"),

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::RunArgs;
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
     let runtime = Runtime::new(args.ep, args.threads)?;
     let served = load_models(&runtime, &args.models)?;
     let settings = Settings {
@@ -30,6 +31,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         shutdown_grace: secs(args.shutdown_grace_secs),
         deadline: DeadlinePolicy::from_secs(args.job_deadline_secs, args.job_deadline_secs_per_cost, args.job_hang_grace_secs),
         test_hang_at_step: deadline::test_hang_at_step(),
+        started,
+        provider: runtime.provider().map(|p| p.kind().to_string()),
     };
     if let Some(step) = settings.test_hang_at_step {
         tracing::warn!("TEST ONLY: {} is set: every job's pipeline will hang after step {step}", deadline::TEST_HANG_ENV);
@@ -69,8 +72,9 @@ fn load_models(runtime: &Runtime, models: &[(String, PathBuf)]) -> anyhow::Resul
     for (name, dir) in models {
         let t = Instant::now();
         let pipeline = Pipeline::load(runtime, dir).with_context(|| format!("loading model {name:?} from {}", dir.display()))?;
-        tracing::info!(model = %name, dir = %dir.display(), family = pipeline.model().family.name(), "loaded in {:.1} s", t.elapsed().as_secs_f64());
-        served.push(Served::new(name.clone(), pipeline));
+        let load_time = t.elapsed();
+        tracing::info!(model = %name, dir = %dir.display(), family = pipeline.model().family.name(), "loaded in {:.1} s", load_time.as_secs_f64());
+        served.push(Served::new(name.clone(), pipeline, load_time));
     }
     Ok(served)
 }

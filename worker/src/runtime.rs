@@ -59,6 +59,16 @@ pub enum Provider {
     Cuda { device_id: i32 },
 }
 
+impl Provider {
+    /// The provider's kind, without the device: `cpu` or `cuda`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda { .. } => "cuda",
+        }
+    }
+}
+
 impl std::fmt::Display for Provider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

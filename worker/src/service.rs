@@ -11,7 +11,7 @@ use darkroom_shared::infotext::Infotext;
 use darkroom_shared::job::{Claim, ErrorType, JobStatus, LeaseState, NewImage};
 use darkroom_shared::queue::{Delivery, Queue, QueueError};
 use darkroom_shared::request::GenerationRequest;
-use darkroom_shared::store::{ModelEntry, Store, StoreError};
+use darkroom_shared::store::{ModelEntry, ModelLoad, Store, StoreError, WorkerStart};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -52,17 +52,24 @@ pub struct Settings {
     pub deadline: DeadlinePolicy,
     /// TEST ONLY ([`deadline::TEST_HANG_ENV`]): block the pipeline thread forever after this step.
     pub test_hang_at_step: Option<usize>,
+    /// When `darkroom-worker run` started: the worker records how long it took from here to
+    /// being ready, for the API's load estimates.
+    pub started: Instant,
+    /// The execution provider the models run on (`cpu`, `cuda`), recorded with the load times.
+    pub provider: Option<String>,
 }
 
 /// A loaded model, shared with the blocking thread that runs it.
 pub struct Served {
     pub name: String,
     pub pipeline: Arc<Mutex<Pipeline>>,
+    /// How long loading it took (its ONNX sessions created).
+    pub load_time: Duration,
 }
 
 impl Served {
-    pub fn new(name: String, pipeline: Pipeline) -> Served {
-        Served { name, pipeline: Arc::new(Mutex::new(pipeline)) }
+    pub fn new(name: String, pipeline: Pipeline, load_time: Duration) -> Served {
+        Served { name, pipeline: Arc::new(Mutex::new(pipeline)), load_time }
     }
 
     fn entry(&self) -> ModelEntry {
@@ -116,7 +123,9 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
     let entries: Vec<ModelEntry> = models.iter().map(Served::entry).collect();
     store.register_worker(settings.worker_id, &hostname, &entries).await?;
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
-    tracing::info!(worker = %settings.worker_id, models = ?names, "worker registered; waiting for jobs");
+    let ready = settings.started.elapsed();
+    record_start(&store, &settings, &models, ready).await;
+    tracing::info!(worker = %settings.worker_id, models = ?names, "worker registered, ready {:.1} s after start; waiting for jobs", ready.as_secs_f64());
     let models: HashMap<String, Served> = models.into_iter().map(|m| (m.name.clone(), m)).collect();
 
     let heartbeat = tokio::spawn(heartbeats(store.clone(), settings.worker_id, settings.heartbeat, shutdown.clone()));
@@ -163,6 +172,20 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
     store.worker_stopped(settings.worker_id).await?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// Record how long the models took to load and the worker to be ready (the API's cold-start
+/// estimates come from these). A failure only costs the estimate: it is logged.
+async fn record_start(store: &Store, settings: &Settings, models: &[Served], ready: Duration) {
+    let start = WorkerStart {
+        worker: settings.worker_id,
+        ready,
+        provider: settings.provider.clone(),
+        models: models.iter().map(|m| ModelLoad { model: m.name.clone(), load: m.load_time }).collect(),
+    };
+    if let Err(e) = store.record_worker_start(&start).await {
+        tracing::warn!("could not record the models' load times: {e}");
+    }
 }
 
 async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) {

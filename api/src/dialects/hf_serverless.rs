@@ -6,7 +6,10 @@
 //!   of the same tenant (the seed included when given) is answered from the stored image.
 //! - `x-wait-for-model` (default false; or `options.wait_for_model`): when no live worker serves
 //!   the model, a 503 `{"error": "Model <id> is currently loading", "estimated_time": s}`;
-//!   with true, the job is queued and the request waits for a worker.
+//!   with true, the job is queued and the request waits for a worker. `estimated_time` is the
+//!   median of the model's recorded worker start-ups (`Service::load_estimate`).
+//! - `GET /status/{model_id}`: `{"loaded", "state", "compute_type", "framework"}`, as the
+//!   Inference API's status route (what `huggingface_hub`'s `get_model_status` read).
 //!
 //! Defaults are those of HF's diffusers backend: `EulerAncestralDiscreteScheduler` ("Euler a"),
 //! 20 steps, and diffusers' guidance (7.5; 5.0 for SDXL). Errors: `{"error": "..."}`.
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use darkroom_shared::family::Family;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
@@ -27,7 +30,7 @@ use serde_json::json;
 use crate::dialect::{Dialect, DialectError};
 use crate::error::{ApiError, PublicError};
 use crate::extract::{Caller, JsonBody, PathParam};
-use crate::service::{JobWithImages, Service, Submission};
+use crate::service::{JobWithImages, ModelState, Service, Submission};
 
 /// The serverless API's errors: `{"error": "..."}` (400 for any bad input), and while a model
 /// has no live worker, `503 {"error": "Model … is currently loading", "estimated_time": s}`.
@@ -60,11 +63,14 @@ type Answer<T> = Result<T, DialectError<HfServerless>>;
 
 const DEFAULT_STEPS: u32 = 20;
 const DEFAULT_SAMPLER: &str = "Euler a";
-/// What a 503 says a loading model needs: a worker's start-up, roughly.
-const ESTIMATED_LOAD: std::time::Duration = std::time::Duration::from_secs(20);
+/// What `/status` reports as `framework`: HF's text-to-image models run on its diffusers backend.
+const FRAMEWORK: &str = "diffusers";
+/// `/status`'s `compute_type` for a model no worker ever recorded its provider for: workers are
+/// deployed on GPUs.
+const DEFAULT_COMPUTE_TYPE: &str = "gpu";
 
 pub fn router() -> Router<Arc<Service>> {
-    Router::new().route("/models/{*model_id}", post(generate))
+    Router::new().route("/models/{*model_id}", post(generate)).route("/status/{*model_id}", get(status))
 }
 
 #[derive(Deserialize)]
@@ -136,11 +142,34 @@ async fn generate(
         }
     }
     if info.live_workers == 0 && !wait {
-        return Err(ApiError::ModelLoading { model, estimated: ESTIMATED_LOAD }.into());
+        return Err(ApiError::ModelLoading { model, estimated: service.load_estimate(&request.model).await? }.into());
     }
     let submission = Submission { request, cache_key: Some(key), idempotency_key: None };
     let done = service.run_to_end(&caller.tenant, submission, &catalog, service.settings().max_wait).await?.succeeded()?;
     image_response(done, "darkroom")
+}
+
+/// `GET /status/{model_id}`: whether a live worker serves the model (`Loaded`), or it is in the
+/// catalog and a worker would load it (`Loadable`); 404 for a model not in the catalog.
+async fn status(
+    State(service): State<Arc<Service>>,
+    _caller: Caller<HfServerless>,
+    PathParam(model, _): PathParam<String, HfServerless>,
+) -> Answer<Json<serde_json::Value>> {
+    match service.model_state(&service.resolve_alias(&model)).await? {
+        Some(state) => Ok(Json(status_body(&state))),
+        None => Err(ApiError::NotFound(format!("Model {model} does not exist")).into()),
+    }
+}
+
+fn status_body(state: &ModelState) -> serde_json::Value {
+    let loaded = state.live_workers > 0;
+    let compute_type = match state.provider.as_deref() {
+        Some("cuda") => "gpu",
+        Some("cpu") => "cpu",
+        _ => DEFAULT_COMPUTE_TYPE,
+    };
+    json!({"loaded": loaded, "state": if loaded { "Loaded" } else { "Loadable" }, "compute_type": compute_type, "framework": FRAMEWORK})
 }
 
 fn translate(model: String, family: Family, inputs: String, p: Params, format: OutputFormat) -> GenerationRequest {
@@ -217,6 +246,8 @@ fn flag(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, ApiErro
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -236,6 +267,14 @@ mod tests {
         assert_eq!(format("text/html, image/webp;q=0.5, image/png"), Some(OutputFormat::Webp));
         assert_eq!(format("image/tiff, image/*"), Some(OutputFormat::Jpeg));
         assert_eq!(format("image/tiff"), None);
+    }
+
+    #[test]
+    fn status_shapes() {
+        let state = |live_workers, provider: Option<&str>| ModelState { live_workers, provider: provider.map(String::from), estimated_load: Duration::ZERO };
+        assert_eq!(status_body(&state(2, Some("cuda"))), json!({"loaded": true, "state": "Loaded", "compute_type": "gpu", "framework": "diffusers"}));
+        assert_eq!(status_body(&state(0, Some("cpu"))), json!({"loaded": false, "state": "Loadable", "compute_type": "cpu", "framework": "diffusers"}));
+        assert_eq!(status_body(&state(0, None))["compute_type"], "gpu");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod cache;
 mod catalog;
 mod idempotency;
 mod jobs;
+mod loads;
 mod retention;
 mod settings;
 mod tenants;
@@ -17,6 +18,7 @@ mod tenants;
 pub use cache::cache_key;
 pub use catalog::{ModelEntry, ModelInfo};
 pub use idempotency::{request_hash, KeyUse, IDEMPOTENCY_TTL_HOURS};
+pub use loads::{LoadHistory, ModelLoad, WorkerStart, MODEL_LOADS_KEPT};
 pub use retention::{Purged, PURGE_BATCH};
 pub use tenants::{LimitsUpdate, Tenant, TenantLimits, TenantSummary, VISIBLE_PREFIX_LEN};
 
