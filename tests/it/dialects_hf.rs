@@ -296,12 +296,12 @@ async fn recorded_loads(env: &ServiceEnv, model: &str) -> Vec<(f64, f64, Option<
         .expect("model_loads")
 }
 
-/// A start-up of a worker serving `model`, recorded as a worker records its own.
-async fn record_start(env: &ServiceEnv, model: &str, ready_secs: f64) {
+/// A start-up of worker `worker` serving `model` on `provider`, recorded as a worker records its own.
+async fn record_start(env: &ServiceEnv, worker: Uuid, model: &str, ready_secs: f64, provider: &str) {
     let start = WorkerStart {
-        worker: Uuid::new_v4(),
+        worker,
         ready: Duration::from_secs_f64(ready_secs),
-        provider: Some("cpu".into()),
+        provider: Some(provider.into()),
         models: vec![ModelLoad { model: model.into(), load: Duration::from_secs_f64(ready_secs / 2.0) }],
     };
     env.store().await.record_worker_start(&start).await.expect("recorded");
@@ -365,7 +365,7 @@ async fn hf_status_and_estimated_time_from_recorded_loads() {
 
     // The median of the newest five: one very slow start does not move it.
     for secs in [70.0, 10_000.0, 90.0, 80.0] {
-        record_start(&env, "tiny", secs).await;
+        record_start(&env, Uuid::new_v4(), "tiny", secs, "cpu").await;
     }
     assert_eq!(loading_estimate(&c, "/models/tiny").await, (80.0, "80".to_string()));
     // The window and the default are settings.
@@ -376,4 +376,16 @@ async fn hf_status_and_estimated_time_from_recorded_loads() {
     store.register_worker(gone, "test", &[other]).await.expect("catalog");
     store.worker_stopped(gone).await.expect("stopped");
     assert_eq!(loading_estimate(&c2, "/models/other").await, (42.5, "43".to_string()));
+
+    // compute_type follows the live workers: gpu when any of them runs CUDA, even if a CPU
+    // worker started after it.
+    let tiny = || vec![ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true }];
+    let (gpu, cpu) = (Uuid::new_v4(), Uuid::new_v4());
+    store.register_worker(gpu, "test", &tiny()).await.expect("registered");
+    record_start(&env, gpu, "tiny", 5.0, "cuda").await;
+    store.register_worker(cpu, "test", &tiny()).await.expect("registered");
+    record_start(&env, cpu, "tiny", 5.0, "cpu").await;
+    assert_eq!(c.get("/status/tiny").await, (200, expect(true, "gpu")));
+    store.worker_stopped(gpu).await.expect("stopped");
+    assert_eq!(c.get("/status/tiny").await, (200, expect(true, "cpu")));
 }
