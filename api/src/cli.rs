@@ -13,7 +13,7 @@ use darkroom_shared::logging::LogFormat;
 pub struct Cli {
     #[command(flatten)]
     pub backends: Backends,
-    /// Log lines as `text` (for people) or `json` (one object a line; README, "Logs").
+    /// Log lines as `text` (for people) or `json` (one object a line; README, "Observability").
     #[arg(long, env = "DARKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]

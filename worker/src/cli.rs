@@ -12,7 +12,7 @@ use darkroom_worker::runtime::ProviderChoice;
 #[derive(Parser, Debug)]
 #[command(name = "darkroom-worker", version, about = "Darkroom worker: Stable Diffusion through ONNX Runtime")]
 pub struct Cli {
-    /// Log lines as `text` (for people) or `json` (one object a line; README, "Logs").
+    /// Log lines as `text` (for people) or `json` (one object a line; README, "Observability").
     #[arg(long, global = true, env = "DARKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     #[command(subcommand)]
