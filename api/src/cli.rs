@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use darkroom_shared::config::{Backends, DeliveryPolicy};
+use darkroom_shared::logging::LogFormat;
 
 /// Darkroom API server and administration.
 #[derive(Parser, Debug)]
@@ -12,6 +13,9 @@ use darkroom_shared::config::{Backends, DeliveryPolicy};
 pub struct Cli {
     #[command(flatten)]
     pub backends: Backends,
+    /// Log lines as `text` (for people) or `json` (one object a line; README, "Observability").
+    #[arg(long, env = "DARKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -86,6 +90,14 @@ pub struct ServeArgs {
     /// The most bytes (keys and JSON values) of AUTOMATIC1111 options a tenant keeps.
     #[arg(long, env = "DARKROOM_MAX_OPTIONS_BYTES", default_value_t = 64 * 1024)]
     pub max_options_bytes: u32,
+    /// Also serve `GET /metrics` on this address (it is always served on --listen, without a
+    /// token), e.g. to keep scrapes on a port that is not exposed publicly.
+    #[arg(long, env = "DARKROOM_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// The queue, running and worker gauges of `/metrics` are read from Postgres at most once
+    /// per this many seconds (concurrent scrapes share one read).
+    #[arg(long, env = "DARKROOM_METRICS_REFRESH_SECS", default_value_t = 1.0, value_parser = above_zero)]
+    pub metrics_refresh_secs: f64,
     #[command(flatten)]
     pub delivery: DeliveryPolicy,
     #[command(flatten)]

@@ -11,6 +11,8 @@ mod extract;
 mod http;
 mod json;
 mod limits;
+mod metrics;
+mod request_id;
 mod routes;
 mod serve;
 mod service;
@@ -25,7 +27,7 @@ use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
-    init_tracing();
+    darkroom_shared::logging::init(cli.log_format, "info,sqlx=warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -54,11 +56,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Logs go to stderr; `RUST_LOG` overrides the default (`info`, sqlx at `warn`).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

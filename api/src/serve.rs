@@ -15,7 +15,7 @@ use crate::cli::ServeArgs;
 use crate::limits;
 use crate::service::{Service, Settings};
 use crate::wait::{self, Waiters};
-use crate::{app, http};
+use crate::{app, http, metrics};
 
 /// How long start-up keeps retrying a backend that does not answer yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
@@ -32,6 +32,8 @@ pub enum ServeError {
     Bind { addr: String, source: std::io::Error },
     #[error("interrupted during start-up")]
     Interrupted,
+    #[error("cannot install the metrics recorder: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
 }
 
 pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> {
@@ -51,6 +53,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         Err(e) => tracing::warn!("start-up recovery failed (the background pass retries): {e}"),
     }
 
+    let metrics = metrics::install(store.clone(), delivery.worker_live(), Duration::from_secs_f64(args.metrics_refresh_secs), shutdown.clone())?;
     let waiters = Waiters::default();
     let settings = Settings {
         max_body_bytes: args.max_body_bytes,
@@ -83,7 +86,16 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         Err(_) => tracing::info!("listening on {}", args.listen),
     }
     let header_read_timeout = Duration::from_secs_f64(args.header_read_timeout_secs);
-    http::serve(listener, app::router(service), header_read_timeout, shutdown.clone()).await;
+    if let Some(addr) = &args.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr: addr.clone(), source })?;
+        match metrics_listener.local_addr() {
+            Ok(a) => tracing::info!("serving metrics on http://{a}/metrics"),
+            Err(_) => tracing::info!("serving metrics on {addr}"),
+        }
+        tasks.spawn(http::serve(metrics_listener, metrics::router(metrics.clone()), header_read_timeout, shutdown.clone()));
+    }
+    let router = app::router(service).merge(metrics::router(metrics));
+    http::serve(listener, router, header_read_timeout, shutdown.clone()).await;
 
     shutdown.cancel();
     let drained = tokio::time::timeout(Duration::from_secs(5), async { while tasks.join_next().await.is_some() {} }).await;

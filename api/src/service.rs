@@ -212,7 +212,7 @@ impl Service {
             });
         }
         let quota = (effective.max_queued > 0).then_some(i64::from(effective.max_queued));
-        let job = self.store.admit_job(tenant.id, request, cost, quota).await?;
+        let job = self.store.admit_job(tenant.id, request, cost, quota, crate::request_id::current().as_deref()).await?;
         let queued = async {
             self.queue.set_limits(&[(tenant.id, effective.scheduling())]).await?;
             self.queue.enqueue(&job.model, tenant.id, job.id, cost).await

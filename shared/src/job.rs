@@ -85,6 +85,8 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// When retention deleted the job's images (and init image).
     pub purged_at: Option<DateTime<Utc>>,
+    /// The id (`x-request-id`) of the request that submitted the job.
+    pub request_id: Option<String>,
 }
 
 /// An image's metadata (its bytes are fetched separately).
@@ -119,6 +121,8 @@ pub struct Claim {
     pub request: GenerationRequest,
     /// The estimated GPU cost, to queue the job again with.
     pub cost: f64,
+    /// The id (`x-request-id`) of the request that submitted the job, for the job's log lines.
+    pub request_id: Option<String>,
 }
 
 /// What a worker learns when it renews its lease or reports progress.

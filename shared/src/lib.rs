@@ -5,6 +5,8 @@ pub mod cost;
 pub mod family;
 pub mod infotext;
 pub mod job;
+pub mod logging;
+pub mod metrics;
 pub mod queue;
 pub mod ratelimit;
 pub mod recovery;

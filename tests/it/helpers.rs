@@ -226,7 +226,8 @@ impl ApiServer {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
+                // The address ends the text line; in a JSON line, a quote ends it.
+                if let Some(addr) = line.split("listening on http://").nth(1).and_then(|a| a.split(['"', ' ']).next()) {
                     let _ = tx.send(addr.trim().to_string());
                 }
                 let mut log = sink.lock().unwrap_or_else(|e| e.into_inner());

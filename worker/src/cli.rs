@@ -5,12 +5,16 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use darkroom_shared::config::{Backends, DeliveryPolicy};
+use darkroom_shared::logging::LogFormat;
 use darkroom_shared::request::{defaults, GenerationRequest};
 use darkroom_worker::runtime::ProviderChoice;
 
 #[derive(Parser, Debug)]
 #[command(name = "darkroom-worker", version, about = "Darkroom worker: Stable Diffusion through ONNX Runtime")]
 pub struct Cli {
+    /// Log lines as `text` (for people) or `json` (one object a line; README, "Observability").
+    #[arg(long, global = true, env = "DARKROOM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -67,6 +71,10 @@ pub struct RunArgs {
     /// with status 3 for its supervisor to restart it. Longer than one ONNX Runtime call.
     #[arg(long, env = "DARKROOM_JOB_HANG_GRACE_SECS", default_value_t = 60.0, value_parser = non_negative_secs)]
     pub job_hang_grace_secs: f64,
+    /// Serve Prometheus metrics (job outcomes, job and step histograms) over HTTP on this
+    /// address, e.g. 0.0.0.0:9090 (any path answers). Unset: no metrics endpoint.
+    #[arg(long, env = "DARKROOM_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A number of seconds: finite and not negative.

@@ -11,8 +11,8 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() {
-    init_tracing();
     let cli = Cli::parse();
+    darkroom_shared::logging::init(cli.log_format, "info,ort=warn");
     let result = match cli.command {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
@@ -22,13 +22,4 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// Logs go to stderr; `RUST_LOG` overrides the default (`info`, ONNX Runtime at `warn`).
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,ort=warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }

@@ -39,6 +39,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().worker_threads(2).build()?;
     let result: anyhow::Result<()> = rt.block_on(async move {
+        if let Some(addr) = args.metrics_listen {
+            darkroom_worker::metrics::install(addr).with_context(|| format!("serving metrics on {addr}"))?;
+            tracing::info!("serving metrics on http://{addr}/metrics");
+        }
         let backends = &args.backends;
         let store = Store::connect_relaxed(&backends.database_url, backends.pool()).await.context("connecting to Postgres")?;
         store.migrate().await.context("migrating the database")?;

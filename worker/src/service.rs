@@ -14,6 +14,7 @@ use darkroom_shared::request::GenerationRequest;
 use darkroom_shared::store::{ModelEntry, ModelLoad, Store, StoreError, WorkerStart};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::deadline::{self, DeadlinePolicy};
@@ -160,11 +161,14 @@ pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Sett
             }
             continue;
         };
-        match handle(&store, &queue, &models, &settings, &delivery, &shutdown).await {
+        // Every line logged about the job carries its id and its submitting request's id
+        // (recorded once the claim has read it).
+        let span = tracing::info_span!("job", job = %delivery.job, request_id = tracing::field::Empty);
+        match handle(&store, &queue, &models, &settings, &delivery, &shutdown).instrument(span.clone()).await {
             Ok(()) => {}
             // The job is given up and the worker marked stopped: the process must now exit.
             Err(e @ ServiceError::Hung { .. }) => return Err(e),
-            Err(e) => tracing::error!(job = %delivery.job, "job handling failed: {e}"),
+            Err(e) => span.in_scope(|| tracing::error!(job = %delivery.job, "job handling failed: {e}")),
         }
     }
     let _ = heartbeat.await;
@@ -224,6 +228,10 @@ async fn handle(
         tracing::debug!(job = %d.job, "delivery of a job that is no longer queued; skipped");
         return Ok(());
     };
+    let span = tracing::Span::current();
+    if let Some(id) = &claim.request_id {
+        span.record("request_id", id.as_str());
+    }
     let Some(served) = models.get(&claim.model) else {
         let message = format!("this worker does not serve model {:?}", claim.model);
         store.fail(claim.job_id, claim.lease, ErrorType::ModelUnavailable, &message, true, s.max_attempts).await?;
@@ -235,17 +243,20 @@ async fn handle(
     let reasons = Arc::new(StopReasons::default());
     let stop = Arc::new(AtomicBool::new(false));
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
-    let keeper = tokio::spawn(keep_lease(store.clone(), claim.clone(), s.lease, progress_rx, reasons.clone(), stop.clone()));
+    let keeper = tokio::spawn(keep_lease(store.clone(), claim.clone(), s.lease, progress_rx, reasons.clone(), stop.clone()).instrument(span.clone()));
 
     let pipeline = served.pipeline.clone();
     let request = claim.request.clone();
     let mut observer =
         JobObserver { progress: progress_tx, stop: stop.clone(), deadline: started + limit, reasons: reasons.clone(), hang_at_step: s.test_hang_at_step };
+    let model = claim.model.clone();
     let mut work = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
         let started = Instant::now();
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
         let (request, params) = resolve_validated(&request, p.model())?;
-        let (images, _) = p.generate(&params, &mut observer)?;
+        let (images, timings) = p.generate(&params, &mut observer)?;
+        crate::metrics::record_steps(&model, &timings.unet_steps);
         let encoded = encode(&images, &request, (params.width as u32, params.height as u32))?;
         Ok((encoded, started.elapsed()))
     });

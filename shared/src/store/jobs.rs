@@ -9,11 +9,12 @@ use uuid::Uuid;
 
 use super::{Store, StoreError, JOB_CHANNEL};
 use crate::job::{Claim, ErrorType, ImageMeta, Job, JobStatus, LeaseState, NewImage, Requeued};
+use crate::metrics::{Ended, ENDED_COLUMNS};
 use crate::request::GenerationRequest;
 
 /// The columns of a [`Job`]: every query that reads jobs selects (or returns) these.
 pub(super) const JOB_COLUMNS: &str =
-    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, error_type, created_at, started_at, finished_at, purged_at";
+    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, error_type, created_at, started_at, finished_at, purged_at, request_id";
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 
@@ -32,6 +33,27 @@ struct Claimed {
     init_image: Option<String>,
 }
 
+/// [`Store::cancel`]'s row: the job after the statement, and its status before.
+#[derive(sqlx::FromRow)]
+struct CancelRow {
+    #[sqlx(flatten)]
+    job: Job,
+    prior_status: JobStatus,
+}
+
+/// A job whose lease expired, as recovery moved it (back to the queue, or to its end).
+#[derive(sqlx::FromRow)]
+struct Expired {
+    id: Uuid,
+    tenant_id: Uuid,
+    model: String,
+    status: JobStatus,
+    cost: f64,
+    created_at: chrono::DateTime<chrono::Utc>,
+    started_at: Option<chrono::DateTime<chrono::Utc>>,
+    finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -39,7 +61,7 @@ fn secs(d: Duration) -> f64 {
 impl Store {
     /// Record a new queued job (of cost 1, with no quota: for tests and tools).
     pub async fn insert_job(&self, tenant: Uuid, request: &GenerationRequest) -> Result<Job, StoreError> {
-        self.admit_job(tenant, request.clone(), 1.0, None).await
+        self.admit_job(tenant, request.clone(), 1.0, None, None).await
     }
 
     /// Record a new queued job of estimated `cost`, unless the tenant already has `max_queued`
@@ -49,8 +71,16 @@ impl Store {
     ///
     /// An init image is stored apart (`init_images`), and the job's request is kept without it:
     /// only [`Store::claim`] reads it back. The request is taken by value so that the image is
-    /// moved into the insert, never copied.
-    pub async fn admit_job(&self, tenant: Uuid, mut request: GenerationRequest, cost: f64, max_queued: Option<i64>) -> Result<Job, StoreError> {
+    /// moved into the insert, never copied. `request_id` is the submitting request's id, kept
+    /// for the worker's logs.
+    pub async fn admit_job(
+        &self,
+        tenant: Uuid,
+        mut request: GenerationRequest,
+        cost: f64,
+        max_queued: Option<i64>,
+        request_id: Option<&str>,
+    ) -> Result<Job, StoreError> {
         let init_image = request.init_image.take();
         let mut tx = self.pool().begin().await?;
         if let Some(max) = max_queued {
@@ -66,14 +96,17 @@ impl Store {
                 return Err(StoreError::QuotaExceeded { max_queued: max });
             }
         }
-        let job: Job = sqlx::query_as(&format!("INSERT INTO jobs (id, tenant_id, model, request, cost) VALUES ($1, $2, $3, $4, $5) RETURNING {JOB_COLUMNS}"))
-            .bind(Uuid::now_v7())
-            .bind(tenant)
-            .bind(&request.model)
-            .bind(Json(&request))
-            .bind(cost)
-            .fetch_one(&mut *tx)
-            .await?;
+        let job: Job = sqlx::query_as(&format!(
+            "INSERT INTO jobs (id, tenant_id, model, request, cost, request_id) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(Uuid::now_v7())
+        .bind(tenant)
+        .bind(&request.model)
+        .bind(Json(&request))
+        .bind(cost)
+        .bind(request_id)
+        .fetch_one(&mut *tx)
+        .await?;
         if let Some(image) = init_image {
             sqlx::query("INSERT INTO init_images (job_id, image) VALUES ($1, $2)").bind(job.id).bind(image).execute(&mut *tx).await?;
         }
@@ -161,12 +194,14 @@ impl Store {
     /// Cancel: a queued job ends at once; a running one is flagged and stops at its next step.
     pub async fn cancel(&self, tenant: Uuid, id: Uuid) -> Result<Option<Job>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let job: Option<Job> = sqlx::query_as(&format!(
-            "UPDATE jobs SET
+        // `prior` locks the row and tells whether this statement is the one that ended the job.
+        let row: Option<CancelRow> = sqlx::query_as(&format!(
+            "WITH prior AS (SELECT id AS prior_id, status AS prior_status FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE)
+             UPDATE jobs SET
                  status = CASE WHEN status = $3 THEN $5 ELSE status END,
                  finished_at = CASE WHEN status = $3 THEN now() ELSE finished_at END,
                  cancel_requested = CASE WHEN status IN ($3, $4) THEN true ELSE cancel_requested END
-             WHERE id = $1 AND tenant_id = $2 RETURNING {JOB_COLUMNS}"
+             FROM prior WHERE jobs.id = prior.prior_id RETURNING {JOB_COLUMNS}, prior_status"
         ))
         .bind(id)
         .bind(tenant)
@@ -175,11 +210,16 @@ impl Store {
         .bind(Canceled)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(j) = &job {
-            notify(&mut tx, j.id).await?;
+        if let Some(r) = &row {
+            notify(&mut tx, r.job.id).await?;
         }
         tx.commit().await?;
-        Ok(job)
+        Ok(row.map(|CancelRow { job, prior_status }| {
+            if prior_status == Queued {
+                Ended::of(&job).record();
+            }
+            job
+        }))
     }
 
     /// Take a queued job: a fresh lease (fencing token) that expires unless renewed.
@@ -206,6 +246,7 @@ impl Store {
             attempts: job.attempts,
             request: GenerationRequest { init_image, ..job.request },
             cost: job.cost,
+            request_id: job.request_id,
         }))
     }
 
@@ -249,22 +290,21 @@ impl Store {
     /// [`Store::complete`], also recording the worker's compute time.
     pub async fn complete_timed(&self, job: Uuid, lease: Uuid, images: &[NewImage], compute: Option<Duration>) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let done = sqlx::query(
+        let ended: Option<Ended> = sqlx::query_as(&format!(
             "UPDATE jobs SET status = $5, finished_at = now(), lease = NULL, lease_expires_at = NULL,
                  progress_step = progress_total, compute_ms = coalesce($3, compute_ms)
-             WHERE id = $1 AND lease = $2 AND status = $4",
-        )
+             WHERE id = $1 AND lease = $2 AND status = $4 RETURNING {ENDED_COLUMNS}"
+        ))
         .bind(job)
         .bind(lease)
         .bind(compute.map(|d| d.as_secs_f64() * 1e3))
         .bind(Running)
         .bind(Succeeded)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if done == 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(ended) = ended else {
             return Ok(false);
-        }
+        };
         for img in images {
             sqlx::query("INSERT INTO images (job_id, idx, seed, format, width, height, bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(job)
@@ -279,6 +319,10 @@ impl Store {
         }
         notify(&mut tx, job).await?;
         tx.commit().await?;
+        ended.record();
+        if let Some(compute) = compute {
+            crate::metrics::record_compute(&ended.model, compute);
+        }
         Ok(true)
     }
 
@@ -295,15 +339,15 @@ impl Store {
         max_attempts: i32,
     ) -> Result<Option<JobStatus>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let status: Option<(JobStatus,)> = sqlx::query_as(
+        let ended: Option<Ended> = sqlx::query_as(&format!(
             "UPDATE jobs SET
                  status = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN $7
                                WHEN cancel_requested THEN $8 ELSE $9 END,
                  error = $3, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
                  error_type = CASE WHEN ($4 AND attempts < $5) OR cancel_requested THEN NULL ELSE $10 END,
                  finished_at = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN NULL ELSE now() END
-             WHERE id = $1 AND lease = $2 AND status = $6 RETURNING status",
-        )
+             WHERE id = $1 AND lease = $2 AND status = $6 RETURNING {ENDED_COLUMNS}"
+        ))
         .bind(job)
         .bind(lease)
         .bind(error)
@@ -316,32 +360,37 @@ impl Store {
         .bind(error_type.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        if matches!(status, Some((s,)) if s.is_terminal()) {
+        if matches!(&ended, Some(e) if e.status.is_terminal()) {
             notify(&mut tx, job).await?;
         }
         tx.commit().await?;
-        Ok(status.map(|(s,)| s))
+        Ok(ended.map(|e| {
+            e.record();
+            e.status
+        }))
     }
 
     /// The client canceled a running job and the worker stopped: record it.
     pub async fn mark_canceled(&self, job: Uuid, lease: Uuid) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let n = sqlx::query(
+        let ended: Option<Ended> = sqlx::query_as(&format!(
             "UPDATE jobs SET status = $4, finished_at = now(), lease = NULL, lease_expires_at = NULL
-             WHERE id = $1 AND lease = $2 AND status = $3",
-        )
+             WHERE id = $1 AND lease = $2 AND status = $3 RETURNING {ENDED_COLUMNS}"
+        ))
         .bind(job)
         .bind(lease)
         .bind(Running)
         .bind(Canceled)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if n > 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        if ended.is_some() {
             notify(&mut tx, job).await?;
         }
         tx.commit().await?;
-        Ok(n > 0)
+        if let Some(e) = &ended {
+            e.record();
+        }
+        Ok(ended.is_some())
     }
 
     /// A worker shutting down hands its job back: queued again, the attempt not counted; or,
@@ -350,14 +399,14 @@ impl Store {
     /// when the lease was already lost.
     pub async fn release(&self, job: Uuid, lease: Uuid) -> Result<Option<JobStatus>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let status: Option<(JobStatus,)> = sqlx::query_as(
+        let ended: Option<Ended> = sqlx::query_as(&format!(
             "UPDATE jobs SET status = CASE WHEN cancel_requested THEN $5 ELSE $4 END,
                  finished_at = CASE WHEN cancel_requested THEN now() ELSE NULL END,
                  lease = NULL, lease_expires_at = NULL, worker_id = NULL,
                  attempts = greatest(attempts - 1, 0), progress_step = 0,
                  started_at = CASE WHEN cancel_requested THEN started_at ELSE NULL END
-             WHERE id = $1 AND lease = $2 AND status = $3 RETURNING status",
-        )
+             WHERE id = $1 AND lease = $2 AND status = $3 RETURNING {ENDED_COLUMNS}"
+        ))
         .bind(job)
         .bind(lease)
         .bind(Running)
@@ -365,11 +414,14 @@ impl Store {
         .bind(Canceled)
         .fetch_optional(&mut *tx)
         .await?;
-        if matches!(status, Some((Canceled,))) {
+        if matches!(&ended, Some(e) if e.status == Canceled) {
             notify(&mut tx, job).await?;
         }
         tx.commit().await?;
-        Ok(status.map(|(s,)| s))
+        Ok(ended.map(|e| {
+            e.record();
+            e.status
+        }))
     }
 
     /// Recovery: running jobs whose lease expired go back to the queue, or fail after
@@ -392,7 +444,7 @@ impl Store {
 
     async fn expire_lease_batch(&self, max_attempts: i32) -> Result<Vec<Requeued>, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let rows: Vec<Requeued> = sqlx::query_as(
+        let rows: Vec<Expired> = sqlx::query_as(
             "UPDATE jobs SET
                  status = CASE WHEN cancel_requested THEN $3 WHEN attempts >= $1 THEN $4 ELSE $5 END,
                  error = CASE WHEN cancel_requested THEN error
@@ -403,7 +455,7 @@ impl Store {
                  lease = NULL, lease_expires_at = NULL, worker_id = NULL, progress_step = 0
              WHERE id IN (SELECT id FROM jobs WHERE status = $2 AND lease_expires_at < now()
                           ORDER BY lease_expires_at LIMIT $6 FOR UPDATE SKIP LOCKED)
-             RETURNING id, tenant_id, model, status, cost",
+             RETURNING id, tenant_id, model, status, cost, created_at, started_at, finished_at",
         )
         .bind(max_attempts)
         .bind(Running)
@@ -418,7 +470,13 @@ impl Store {
             notify(&mut tx, r.id).await?;
         }
         tx.commit().await?;
-        Ok(rows)
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                Ended { model: r.model.clone(), status: r.status, created_at: r.created_at, started_at: r.started_at, finished_at: r.finished_at }.record();
+                Requeued { id: r.id, tenant_id: r.tenant_id, model: r.model, status: r.status, cost: r.cost }
+            })
+            .collect())
     }
 
     /// Every queued job, oldest first: what Redis must deliver.

@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres};
 
 mod cache;
 mod catalog;
+mod gauges;
 mod idempotency;
 mod jobs;
 mod loads;
