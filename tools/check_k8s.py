@@ -16,22 +16,20 @@
 - With --bin-dir: every flag and DARKROOM_* variable the manifests pass to darkroom-api and
   darkroom-worker exists in that binary's --help.
 
---self-test breaks copies (of the rendered objects, and of deploy/k8s itself before rendering)
-in known ways and fails unless each is caught, so the check cannot pass vacuously.
+--self-test (tools/check_k8s_selftest.py) breaks copies, of the rendered objects and of deploy/k8s
+before rendering, in known ways and fails unless each is caught, so the check cannot pass
+vacuously; and renders deploy/README.md's recipes, which must pass.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import yaml
 
@@ -43,7 +41,6 @@ IMAGE_UID = 10001
 # A worker's terminationGracePeriodSeconds must exceed its --shutdown-grace-secs by this much: the
 # job's last step, the hand-back and the exit happen after the grace.
 GRACE_MARGIN_SECS = 15
-# The worker's default --shutdown-grace-secs (worker/src/cli.rs); the manifests must set it.
 MODEL_LABEL = "darkroom/model"
 GPU = "nvidia.com/gpu"
 SECRET_KEYS = ("DATABASE_URL", "REDIS_URL")
@@ -680,166 +677,6 @@ def check(docs: list[dict], bin_dir: Path | None = None, schemas: bool = True) -
     return r.errors
 
 
-# ---- self-test: broken copies must fail -----------------------------------------------------
-
-
-def first(docs: list[dict], kind: str, pred: Callable[[dict], bool] = lambda d: True) -> dict:
-    return next(d for d in docs if d.get("kind") == kind and pred(d))
-
-
-def api_container(docs: list[dict]) -> dict:
-    return first(docs, "Deployment", lambda d: d["metadata"]["name"] == "darkroom-api")["spec"]["template"]["spec"]["containers"][0]
-
-
-def worker(docs: list[dict]) -> dict:
-    return first(docs, "Deployment", lambda d: d["metadata"]["name"].startswith("darkroom-worker"))
-
-
-def worker_container(docs: list[dict]) -> dict:
-    return worker(docs)["spec"]["template"]["spec"]["containers"][0]
-
-
-def set_arg(c: dict, flag: str, value: str | None) -> None:
-    args = c["args"]
-    i = args.index(flag)
-    if value is None:
-        del args[i:i + 2]
-    else:
-        args[i + 1] = value
-
-
-def trigger(docs: list[dict]) -> dict:
-    return first(docs, "ScaledObject")["spec"]["triggers"][0]
-
-
-# (what is broken, how, a piece of the error that must result, whether the schemas are needed)
-MUTATIONS: list[tuple[str, Callable[[list[dict]], None], str, bool]] = [
-    ("worker grace too short", lambda d: worker(d)["spec"]["template"]["spec"].update(terminationGracePeriodSeconds=70),
-     "terminationGracePeriodSeconds (70) must exceed", False),
-    ("worker grace flag left out", lambda d: set_arg(worker_container(d), "--shutdown-grace-secs", None),
-     "set --shutdown-grace-secs explicitly", False),
-    ("readiness probe on a port that does not exist",
-     lambda d: api_container(d)["readinessProbe"]["httpGet"].update(port="htttp"), "readinessProbe uses port 'htttp'", False),
-    ("liveness probe on another path", lambda d: api_container(d)["livenessProbe"]["httpGet"].update(path="/readyz"),
-     "livenessProbe must be GET /healthz", False),
-    ("Service selecting nothing", lambda d: first(d, "Service")["spec"]["selector"].update({"app.kubernetes.io/component": "apii"}),
-     "selects no pods", False),
-    ("Service selecting the workers", lambda d: first(d, "Service")["spec"]["selector"].update({"app.kubernetes.io/component": "worker"}),
-     "selects the worker pods", False),
-    ("Service to a wrong target port", lambda d: first(d, "Service")["spec"]["ports"][0].update(targetPort=9090),
-     "does not reach the port the API listens on", False),
-    ("API on loopback", lambda d: set_arg(api_container(d), "--listen", "127.0.0.1:8080"), "non-loopback", False),
-    ("ScaledObject targeting a missing Deployment",
-     lambda d: first(d, "ScaledObject")["spec"]["scaleTargetRef"].update(name="darkroom-worker-nope"), "not in the render", False),
-    ("ScaledObject query of another model",
-     lambda d: trigger(d)["metadata"].update(query=trigger(d)["metadata"]["query"].replace('model="', 'model="x')),
-     "the query counts model", False),
-    ("ScaledObject query without running jobs",
-     lambda d: trigger(d)["metadata"].update(query='max(darkroom_queue_depth{model="sd15"})'), "must count darkroom_jobs_running", False),
-    ("ScaledObject trigger of another type", lambda d: trigger(d).update(type="redis"), "type must be prometheus", False),
-    ("ScaledObject threshold as a YAML number", lambda d: trigger(d)["metadata"].update(threshold=2), "must be a string", False),
-    ("ScaledObject without serverAddress", lambda d: trigger(d)["metadata"].pop("serverAddress"), "serverAddress", False),
-    ("ScaledObject min above max", lambda d: first(d, "ScaledObject")["spec"].update(minReplicaCount=9, maxReplicaCount=8),
-     "minReplicaCount", False),
-    ("ScaledObject field misspelt", lambda d: first(d, "ScaledObject")["spec"].update(minReplicas=1), "spec.minReplicas is not a field", False),
-    ("ScaledObject of the wrong API version", lambda d: first(d, "ScaledObject").update(apiVersion="keda.sh/v1"),
-     "apiVersion must be keda.sh/v1alpha1", False),
-    ("worker Deployment with replicas", lambda d: worker(d)["spec"].update(replicas=1), "spec.replicas is set", False),
-    ("worker Deployment without ScaledObject", lambda d: d.remove(first(d, "ScaledObject")), "needs exactly one ScaledObject", False),
-    ("PodMonitor endpoint on a missing port",
-     lambda d: first(d, "PodMonitor")["spec"]["podMetricsEndpoints"][1].update(port="metric"), "endpoint port 'metric'", False),
-    ("PodMonitor selecting nothing",
-     lambda d: first(d, "PodMonitor")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/name": "other"}), "selects no pods", False),
-    ("PodMonitor without endpoints", lambda d: first(d, "PodMonitor")["spec"].pop("podMetricsEndpoints"), "podMetricsEndpoints", False),
-    ("worker metrics port renamed", lambda d: worker_container(d)["ports"][0].update(name="prom"), "port named 'metrics'", False),
-    ("worker metrics on loopback", lambda d: set_arg(worker_container(d), "--metrics-listen", "127.0.0.1:9090"), "loopback", False),
-    ("worker without a GPU", lambda d: worker_container(d)["resources"]["limits"].pop(GPU), "exactly one GPU", False),
-    ("worker without the GPU toleration", lambda d: worker(d)["spec"]["template"]["spec"].pop("tolerations"), "toleration", False),
-    ("worker model not matching its label",
-     lambda d: worker(d)["spec"]["template"]["metadata"]["labels"].update({MODEL_LABEL: "sdxl"}), "but the worker serves", False),
-    ("worker model outside the models volume",
-     lambda d: next(e for e in worker_container(d)["env"] if e["name"] == "DARKROOM_MODELS").update(value="sd15=/data/sd15"),
-     "not under a read-only volume mount", False),
-    ("Deployment selector not matching its pods",
-     lambda d: worker(d)["spec"]["selector"]["matchLabels"].update({MODEL_LABEL: "other"}), "does not select the pod template", False),
-    ("container running as root", lambda d: worker(d)["spec"]["template"]["spec"]["securityContext"].update(runAsUser=0),
-     "runAsUser must be 10001", False),
-    ("mount of an undefined volume", lambda d: worker_container(d)["volumeMounts"][0].update(name="modles"), "mounts volume 'modles'", False),
-    ("secret without REDIS_URL", lambda d: first(d, "Secret")["stringData"].pop("REDIS_URL"), "gets no REDIS_URL", False),
-    ("migration Job missing", lambda d: d.remove(first(d, "Job")), "no Job runs `darkroom-api migrate`", False),
-    ("schema: a port number as a string", lambda d: api_container(d)["ports"][0].update(containerPort="8080"),
-     "schema: spec.template.spec.containers.0.ports.0.containerPort", True),
-    ("schema: a misspelt field", lambda d: api_container(d).update(readinesProbe={}), "schema", True),
-]
-
-
-def self_test(kubectl: str, directory: Path, docs: list[dict], bin_dir: Path | None) -> int:
-    passed, failed = 0, []
-    for name, mutate, expected, schemas in MUTATIONS:
-        broken = copy.deepcopy(docs)
-        mutate(broken)
-        errors = check(broken, schemas=schemas)
-        if any(expected in e for e in errors):
-            passed += 1
-        else:
-            failed.append(f"{name}: expected an error with {expected!r}, got {errors or 'none'}")
-    for name, outcome in (("broken copy of deploy/k8s", broken_tree(kubectl, directory)),
-                          ("copy of deploy/k8s that kustomize cannot render", unrenderable_tree(kubectl, directory)),
-                          ("unknown flag", unknown_flag(docs, bin_dir))):
-        if outcome is None:
-            passed += 1
-        elif outcome == "skipped":
-            print(f"check-k8s self-test: {name}: skipped (no --bin-dir)")
-        else:
-            failed.append(f"{name}: {outcome}")
-    for f in failed:
-        print(f"check-k8s self-test FAILED: {f}")
-    print(f"check-k8s self-test: {passed} passed, {len(failed)} failed")
-    return 1 if failed else 0
-
-
-def broken_tree(kubectl: str, directory: Path) -> str | None:
-    """Break the sources (a worker grace shorter than its flag, a query of another model),
-    render them with kustomize and expect both errors."""
-    with tempfile.TemporaryDirectory() as tmp:
-        copy_dir = Path(tmp) / "k8s"
-        shutil.copytree(directory, copy_dir)
-        edit(copy_dir / "worker/deployment.yaml", "terminationGracePeriodSeconds: 90", "terminationGracePeriodSeconds: 30")
-        edit(copy_dir / "models/sd15/kustomization.yaml", 'max(darkroom_jobs_running{model="sd15"})', 'max(darkroom_jobs_running{model="sd51"})')
-        errors = check(render(kubectl, copy_dir), schemas=False)
-    expected = ("terminationGracePeriodSeconds (30) must exceed", "the query counts model ['sd15', 'sd51']")
-    missing = [e for e in expected if not any(e in x for x in errors)]
-    return f"expected errors with {missing}, got {errors or 'none'}" if missing else None
-
-
-def unrenderable_tree(kubectl: str, directory: Path) -> str | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        copy_dir = Path(tmp) / "k8s"
-        shutil.copytree(directory, copy_dir)
-        edit(copy_dir / "kustomization.yaml", "  - models/sd15\n", "  - models/sd15\n  - models/missing\n")
-        try:
-            render(kubectl, copy_dir)
-        except RuntimeError:
-            return None
-    return "kustomize rendered a kustomization that names a missing directory"
-
-
-def unknown_flag(docs: list[dict], bin_dir: Path | None) -> str | None:
-    if not bin_dir:
-        return "skipped"
-    broken = copy.deepcopy(docs)
-    worker_container(broken)["args"] += ["--shutdown-grace", "60"]
-    errors = check(broken, bin_dir=bin_dir, schemas=False)
-    return None if any("has no flag --shutdown-grace" in e for e in errors) else f"not caught: {errors or 'no error'}"
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    if old not in text:
-        raise RuntimeError(f"self-test: {path} no longer holds {old!r}: update the self-test")
-    path.write_text(text.replace(old, new))
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("directory", nargs="?", default="deploy/k8s", type=Path, help="the kustomization to check (default deploy/k8s)")
@@ -847,6 +684,8 @@ def main() -> int:
     parser.add_argument("--bin-dir", type=Path, help="directory with darkroom-api and darkroom-worker: check the flags against their --help")
     parser.add_argument("--self-test", action="store_true", help="also check that broken copies fail")
     parser.add_argument("--print", action="store_true", help="print the rendered manifests")
+    parser.add_argument("--readme", type=Path, default=Path("deploy/README.md"),
+                        help="the documentation whose examples the self-test renders (default deploy/README.md)")
     args = parser.parse_args()
 
     started = time.monotonic()
@@ -866,7 +705,9 @@ def main() -> int:
           f"{'FAILED, ' + str(len(errors)) + ' errors' if errors else 'ok'}")
     status = 1 if errors else 0
     if args.self_test:
-        status |= self_test(args.kubectl, args.directory, docs, args.bin_dir)
+        from check_k8s_selftest import self_test
+
+        status |= self_test(args.kubectl, args.directory, docs, args.bin_dir, args.readme if args.readme.exists() else None)
     print(f"check-k8s: {time.monotonic() - started:.1f} s")
     return status
 
