@@ -108,7 +108,10 @@ class Render:
 
 def render(kubectl: str, directory: Path) -> list[dict]:
     """`kubectl kustomize DIR`, parsed. Raises RuntimeError with kustomize's message on failure."""
-    done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    try:
+        done = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    except OSError as e:
+        raise RuntimeError(f"cannot run {kubectl}: {e}") from e
     if done.returncode != 0:
         raise RuntimeError(f"kubectl kustomize {directory} failed: {done.stderr.strip()}")
     return [d for d in yaml.safe_load_all(done.stdout) if d]
@@ -647,7 +650,10 @@ def check_flags(r: Render, bin_dir: Path) -> None:
 
 
 def binary_help(binary: Path, sub: list[str]) -> str:
-    done = subprocess.run([str(binary), *sub, "--help"], capture_output=True, text=True, timeout=30)
+    try:
+        done = subprocess.run([str(binary), *sub, "--help"], capture_output=True, text=True, timeout=30)
+    except OSError as e:
+        raise RuntimeError(f"cannot run {binary}: {e}") from e
     if done.returncode != 0:
         raise RuntimeError(f"{binary} {' '.join(sub)} --help failed: {done.stderr.strip()}")
     return done.stdout
@@ -691,18 +697,18 @@ def main() -> int:
     started = time.monotonic()
     try:
         docs = render(args.kubectl, args.directory)
-    except RuntimeError as e:
+        if args.print:
+            print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+        errors = check(docs, bin_dir=args.bin_dir)
+    except RuntimeError as e:  # kustomize failed, or a binary's --help did
         print(f"check-k8s: {e}", file=sys.stderr)
         return 1
-    if args.print:
-        print(yaml.safe_dump_all(docs, sort_keys=False), end="")
-    errors = check(docs, bin_dir=args.bin_dir)
     for e in errors:
         print(f"check-k8s: ERROR {e}")
     kinds = ", ".join(sorted({d["kind"] for d in docs}))
     flags = " and the binaries' flags" if args.bin_dir else ""
     print(f"check-k8s: {args.directory}: {len(docs)} objects ({kinds}) against Kubernetes {' and '.join(K8S_VERSIONS)}{flags}: "
-          f"{'FAILED, ' + str(len(errors)) + ' errors' if errors else 'ok'}")
+          f"{f'FAILED, {len(errors)} error(s)' if errors else 'ok'}")
     status = 1 if errors else 0
     if args.self_test:
         from check_k8s_selftest import self_test
