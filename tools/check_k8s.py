@@ -13,8 +13,9 @@
   grace longer than its --shutdown-grace-secs; the API probes /readyz and /healthz on the port it
   listens on; every pod runs as the images' user (10001) under the restricted Pod Security
   Standard.
-- With --bin-dir: every flag and DARKROOM_* variable the manifests pass to darkroom-api and
-  darkroom-worker exists in that binary's --help.
+- With --bin-dir: darkroom-api and darkroom-worker parse each container's command line, its
+  DARKROOM_* variables turned into their flags, with --help last (clap parses what comes before,
+  then prints the help instead of running): an unknown flag or variable, or a refused value, fails.
 
 --self-test (tools/check_k8s_selftest.py) breaks copies, of the rendered objects and of deploy/k8s
 before rendering, in known ways and fails unless each is caught, so the check cannot pass
@@ -23,6 +24,7 @@ vacuously; and renders deploy/README.md's recipes, which must pass.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -628,35 +630,55 @@ def check_everything_scraped(r: Render, scraped: dict[str, set[int]]) -> None:
 
 
 def check_flags(r: Render, bin_dir: Path) -> None:
-    helps: dict[tuple[str, str], str] = {}
+    """Each darkroom container's command line, with its DARKROOM_* variables turned into the
+    flags they stand for, is parsed by the real binary: `--help` at the end makes clap print the
+    help once every argument before it parsed, or fail on an unknown flag or a bad value, before
+    the program does anything."""
+    helps: dict[tuple[str, str], dict[str, str]] = {}
     for w, template in r.workloads():
         for c in containers(template):
             line = command_line(c)
             if len(line) < 2 or line[0] not in ("darkroom-api", "darkroom-worker"):
                 continue
-            key = (line[0], line[1])
-            if key not in helps:
-                helps[key] = binary_help(bin_dir / line[0], []) + binary_help(bin_dir / line[0], [line[1]])
-            text = helps[key]
-            known_flags = set(re.findall(r"--[a-z0-9][a-z0-9-]*", text))
-            known_env = set(re.findall(r"\[env: ([A-Z0-9_]+)", text))
-            for flag in parse_flags(line[2:]):
-                if flag not in known_flags:
-                    r.err(w, f"`{line[0]} {line[1]}` has no flag {flag} (its --help)")
+            binary = bin_dir / line[0]
+            if (line[0], line[1]) not in helps:
+                helps[(line[0], line[1])] = env_flags(run_binary(binary, [line[1], "--help"]).stdout)
+            flag_of = helps[(line[0], line[1])]
+            argv = line[1:]
             for e in c.get("env") or []:
                 name = e.get("name", "")
-                if (name.startswith("DARKROOM_") or name in SECRET_KEYS) and name not in known_env:
+                if not name.startswith("DARKROOM_") and name not in SECRET_KEYS:
+                    continue
+                if name not in flag_of:
                     r.err(w, f"`{line[0]} {line[1]}` reads no variable {name} (its --help)")
+                elif "value" in e:
+                    argv.append(f"{flag_of[name]}={e['value']}")
+            done = run_binary(binary, [*argv, "--help"])
+            if done.returncode != 0:
+                message = " ".join(done.stderr.strip().splitlines()[:1])
+                r.err(w, f"`{line[0]} {line[1]}` rejects its arguments {argv[1:]}: {message}")
 
 
-def binary_help(binary: Path, sub: list[str]) -> str:
+def env_flags(help_text: str) -> dict[str, str]:
+    """{variable: flag} from a clap --help: each option's block, from its `--flag` line to the
+    next, ends with `[env: NAME=...]`."""
+    blocks = re.split(r"\n(?=\s*(?:-\w, )?--[a-z0-9])", help_text)
+    found = {}
+    for block in blocks:
+        flag = re.match(r"\s*(?:-\w, )?(--[a-z0-9][a-z0-9-]*)", block)
+        env = re.search(r"\[env:\s*([A-Z0-9_]+)", " ".join(block.split()))
+        if flag and env:
+            found[env.group(1)] = flag.group(1)
+    return found
+
+
+def run_binary(binary: Path, argv: list[str]) -> subprocess.CompletedProcess:
+    """The binary with a bare environment, so that the caller's DARKROOM_* variables do not count."""
     try:
-        done = subprocess.run([str(binary), *sub, "--help"], capture_output=True, text=True, timeout=30)
-    except OSError as e:
+        return subprocess.run([str(binary), *argv], capture_output=True, text=True, timeout=30,
+                              env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    except (OSError, subprocess.TimeoutExpired) as e:
         raise RuntimeError(f"cannot run {binary}: {e}") from e
-    if done.returncode != 0:
-        raise RuntimeError(f"{binary} {' '.join(sub)} --help failed: {done.stderr.strip()}")
-    return done.stdout
 
 
 # ---- all of it ------------------------------------------------------------------------------

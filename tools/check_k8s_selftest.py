@@ -121,7 +121,7 @@ def self_test(kubectl: str, directory: Path, docs: list[dict], bin_dir: Path | N
     cases: list[tuple[str, Callable[[], str | None]]] = [
         ("broken copy of deploy/k8s", lambda: broken_tree(kubectl, directory)),
         ("copy of deploy/k8s that kustomize cannot render", lambda: unrenderable_tree(kubectl, directory)),
-        ("unknown flag", lambda: unknown_flag(docs, bin_dir)),
+        ("flags and variables the binaries reject", lambda: unknown_flag(docs, bin_dir)),
         ("another model, added as documented", lambda: another_model(kubectl, directory, bin_dir)),
         ("the documented overlay", lambda: documented_overlay(kubectl, directory, readme, bin_dir)),
         ("the documented models-loader pod", lambda: documented_loader(readme)),
@@ -167,12 +167,22 @@ def unrenderable_tree(kubectl: str, directory: Path) -> str | None:
 
 
 def unknown_flag(docs: list[dict], bin_dir: Path | None) -> str | None:
+    """With the binaries: a misspelt flag, a bad value in a variable and a variable the binary
+    does not read are each caught."""
     if not bin_dir:
         return "skipped (no --bin-dir)"
-    broken = copy.deepcopy(docs)
-    worker_container(broken)["args"] += ["--shutdown-grace", "60"]
-    errors = check(broken, bin_dir=bin_dir, schemas=False)
-    return None if any("has no flag --shutdown-grace" in e for e in errors) else f"not caught: {errors or 'no error'}"
+    cases = [
+        (lambda c: c["args"].extend(["--shutdown-grace", "60"]), "unexpected argument '--shutdown-grace'"),
+        (lambda c: c["env"].append({"name": "DARKROOM_THREADS", "value": "many"}), "invalid value 'many'"),
+        (lambda c: c["env"].append({"name": "DARKROOM_MODEL", "value": "sd15=/models/sd15"}), "reads no variable DARKROOM_MODEL"),
+    ]
+    for mutate, expected in cases:
+        broken = copy.deepcopy(docs)
+        mutate(worker_container(broken))
+        errors = check(broken, bin_dir=bin_dir, schemas=False)
+        if not any(expected in e for e in errors):
+            return f"expected an error with {expected!r}, got {errors or 'none'}"
+    return None
 
 
 def another_model(kubectl: str, directory: Path, bin_dir: Path | None) -> str | None:
