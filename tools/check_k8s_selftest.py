@@ -236,6 +236,9 @@ def documented_overlay(kubectl: str, directory: Path, readme: Path | None, bin_d
     images = {c["image"] for _, t in Render(docs).workloads() for c in containers(t)}
     if "stringData" in secret or not all(i.startswith("registry.example.com/") for i in images):
         errors.append(f"the overlay left the template's Secret or the images {sorted(images)}")
+    monitor, scaler = first(docs, "PodMonitor"), first(docs, "ScaledObject")
+    if "release" not in monitor["metadata"].get("labels", {}) or "kube-prometheus-stack" not in scaler["spec"]["triggers"][0]["metadata"]["serverAddress"]:
+        errors.append("the overlay did not set the PodMonitor's label or KEDA's Prometheus")
     return f"errors: {errors}" if errors else None
 
 
