@@ -24,6 +24,7 @@ vacuously; and renders deploy/README.md's recipes, which must pass.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import subprocess
@@ -217,7 +218,13 @@ def as_int(value: Any) -> int | None:
 
 def check_schemas(r: Render) -> None:
     import kubernetes_validate
+    from kubernetes_validate import utils
     from kubernetes_validate.utils import SchemaNotFoundError
+
+    # kubernetes-validate parses the schema files (megabytes of JSON) on every call: parse each
+    # once. Nothing changes a parsed schema, so sharing it is safe.
+    if not hasattr(utils.schema_contents, "cache_info"):
+        utils.schema_contents = functools.lru_cache(maxsize=None)(utils.schema_contents)
 
     for d in r.docs:
         if (d.get("apiVersion"), d.get("kind")) in (SCALED_OBJECT, POD_MONITOR):
