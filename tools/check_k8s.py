@@ -241,17 +241,36 @@ def check_schemas(r: Render) -> None:
                 break
 
 
-def check_identity(r: Render) -> None:
+DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+DNS_SUBDOMAIN = rf"(?=.{{1,253}}$){DNS_LABEL}(\.{DNS_LABEL})*"
+LABEL_VALUE = r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?"
+
+
+def check_identity(r: Render) -> bool:
+    """Required identity fields, names and labels Kubernetes accepts (its JSON schemas do not
+    check names), and no object twice. False when an object lacks its identity, which the other
+    checks need."""
     seen: set[tuple] = set()
+    complete = True
     for d in r.docs:
         meta = d.get("metadata") or {}
         if not d.get("apiVersion") or not d.get("kind") or not meta.get("name"):
             r.err(d, "apiVersion, kind and metadata.name are required")
+            complete = False
             continue
+        pattern = DNS_LABEL if d["kind"] in ("Namespace", "Service") else DNS_SUBDOMAIN
+        if not re.fullmatch(pattern, str(meta["name"])):
+            r.err(d, "the name must be lower-case letters, digits and '-' (a DNS name)")
+        templates = [t for w, t in Render([d]).workloads()]
+        for labels in [meta.get("labels") or {}] + [pod_labels(t) for t in templates]:
+            for key, value in labels.items():
+                if not re.fullmatch(LABEL_VALUE, str(value)):
+                    r.err(d, f"label {key}={value!r}: a label value is at most 63 letters, digits and '-_.'")
         key = (d["apiVersion"].split("/")[0], d["kind"], ns(d), meta["name"])
         if key in seen:
             r.err(d, "defined twice")
         seen.add(key)
+    return complete
 
 
 # ---- pods -----------------------------------------------------------------------------------
@@ -693,8 +712,7 @@ def run_binary(binary: Path, argv: list[str]) -> subprocess.CompletedProcess:
 
 def check(docs: list[dict], bin_dir: Path | None = None, schemas: bool = True) -> list[str]:
     r = Render(docs)
-    check_identity(r)
-    if r.errors:
+    if not check_identity(r):
         return r.errors
     if schemas:
         check_schemas(r)
