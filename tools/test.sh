@@ -17,7 +17,7 @@ tools/setup-ort.sh
 # The end-to-end tests run the real binaries: build them first (cargo test alone does not).
 cargo build --workspace --locked --bins
 # The Kubernetes manifests (deploy/k8s): rendered with kustomize and checked offline, their flags
-# against the binaries just built (a second or two; .venv-k8s is set up on first use).
+# against the binaries just built (a few seconds; .venv-k8s is set up on first use, ~30 s).
 tools/check-k8s.sh --bin-dir target/debug
 cargo test --workspace --locked "$@"
 # The dialects through the real Python clients (tests/clients; DARKROOM_SKIP_CLIENT_TESTS=1 skips).
