@@ -11,6 +11,7 @@ mod extract;
 mod http;
 mod json;
 mod limits;
+mod openapi;
 mod routes;
 mod serve;
 mod service;

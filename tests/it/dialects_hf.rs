@@ -115,7 +115,7 @@ async fn hf_endpoint_seed_examples_errors_and_default_model() {
 
     // Two models and no --default-model: a 400 that says to set it; with it set, that model.
     let store = env.store().await;
-    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, img2img: true };
+    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
     store.register_worker(Uuid::new_v4(), "test", &[other]).await.expect("catalog");
     let (status, body) = c.json("/", json!({"inputs": "p"})).await;
     assert_eq!(status, 400, "{body}");
@@ -255,7 +255,7 @@ async fn hf_serverless_wait_for_model() {
     let c = Caller::new(&api, &env.tenant_with_token("acme"));
     // The model is in the catalog but no worker serving it is live.
     let store = env.store().await;
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
     let gone = Uuid::new_v4();
     store.register_worker(gone, "test", &[entry]).await.expect("catalog");
     store.worker_stopped(gone).await.expect("stopped");

@@ -9,6 +9,7 @@ mod dialects_hyperbolic;
 mod fuzz;
 mod helpers;
 mod limits;
+mod openapi;
 mod pipeline;
 mod restart;
 mod service;

@@ -16,17 +16,18 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use darkroom_shared::family::Family;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
 use darkroom_shared::store::cache_key;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::dialect::{Dialect, DialectError};
 use crate::error::{ApiError, PublicError};
 use crate::extract::{Caller, JsonBody, PathParam};
+use crate::openapi::{schema_of, tags, Schemas};
 use crate::service::{JobWithImages, Service, Submission};
 
 /// The serverless API's errors: `{"error": "..."}` (400 for any bad input), and while a model
@@ -35,6 +36,18 @@ pub struct HfServerless;
 
 impl Dialect for HfServerless {
     const NAME: &'static str = "hf-serverless";
+    const TAG: &'static str = tags::HF_SERVERLESS;
+    const BODY_ERRORS: &'static [u16] = &[400, 408, 413];
+
+    fn error_schema(_status: u16) -> &'static str {
+        "HfServerlessError"
+    }
+
+    fn error_schemas() -> Schemas {
+        let mut out = Schemas::new();
+        schema_of::<HfServerlessError>(&mut out);
+        out
+    }
 
     fn field_name(canonical: &str) -> Cow<'static, str> {
         match canonical {
@@ -48,12 +61,22 @@ impl Dialect for HfServerless {
 
     fn render(e: PublicError<'_>) -> Response {
         let status = if e.error.is_bad_input() { StatusCode::BAD_REQUEST } else { e.status };
-        let body = match e.error {
-            ApiError::ModelLoading { estimated, .. } => json!({ "error": e.message, "estimated_time": estimated.as_secs_f64() }),
-            _ => json!({ "error": e.message }),
+        let estimated_time = match e.error {
+            ApiError::ModelLoading { estimated, .. } => Some(estimated.as_secs_f64()),
+            _ => None,
         };
-        (status, Json(body)).into_response()
+        (status, Json(HfServerlessError { error: e.message, estimated_time })).into_response()
     }
+}
+
+/// The serverless API's error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "Model tiny-sd15 is currently loading", "estimated_time": 20.0}))]
+pub struct HfServerlessError {
+    pub error: String,
+    /// Only while the model has no live worker (503): seconds until it may have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_time: Option<f64>,
 }
 
 type Answer<T> = Result<T, DialectError<HfServerless>>;
@@ -63,13 +86,17 @@ const DEFAULT_SAMPLER: &str = "Euler a";
 /// What a 503 says a loading model needs: a worker's start-up, roughly.
 const ESTIMATED_LOAD: std::time::Duration = std::time::Duration::from_secs(20);
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new().route("/models/{*model_id}", post(generate))
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new().routes(routes!(generate))
 }
 
-#[derive(Deserialize)]
+/// Hugging Face's text-to-image request; anything else is a 400 naming it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfTextToImageRequest, example = json!({"inputs": "Astronaut riding a horse", "parameters": {"num_inference_steps": 20, "seed": 42, "target_size": {"width": 64, "height": 64}}}))]
 #[serde(deny_unknown_fields)]
 struct Body {
+    /// The prompt.
+    #[schema(max_length = 4000)]
     inputs: String,
     #[serde(default)]
     parameters: Params,
@@ -77,41 +104,94 @@ struct Body {
     options: Options,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = HfTextToImageParameters)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// Default: diffusers' (7.5; 5.0 for SDXL).
+    #[schema(minimum = 0, maximum = 30)]
     guidance_scale: Option<f32>,
+    /// A string, or a list joined with ", ".
     negative_prompt: Option<Prompts>,
+    #[schema(minimum = 1, maximum = 150, default = 20)]
     num_inference_steps: Option<u32>,
+    /// Wins over `width`/`height`.
     target_size: Option<Size>,
+    /// Pixels, a multiple of 8 (default: the model's native size).
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
+    /// Pixels, a multiple of 8 (default: the model's native size).
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
+    /// A diffusers scheduler class (`DPMSolverMultistepScheduler`...) or an A1111 sampler
+    /// name; an incompatible one is a 400.
+    #[schema(default = "EulerAncestralDiscreteScheduler")]
     scheduler: Option<String>,
+    /// Default: random.
+    #[schema(maximum = 9223372036854775807_u64)]
     seed: Option<u64>,
 }
 
 /// `negative_prompt` is a string in the current spec and a list in the older one.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfNegativePrompt)]
 #[serde(untagged)]
 enum Prompts {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
+/// The image's size in pixels, multiples of 8.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfTargetSize)]
 #[serde(deny_unknown_fields)]
 struct Size {
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: u32,
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: u32,
 }
 
-#[derive(Deserialize, Default)]
+/// The headers' equivalents (a header wins).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = HfOptions)]
 #[serde(deny_unknown_fields)]
 struct Options {
+    #[schema(default = true)]
     use_cache: Option<bool>,
+    #[schema(default = false)]
     wait_for_model: Option<bool>,
 }
 
+/// Generate an image; answers its bytes.
+///
+/// One image per request, in the format `Accept` asks for: `image/png`, `image/jpeg` or
+/// `image/webp` (the first it names); JPEG for none, `*/*` or `image/*`. A request identical to an earlier
+/// succeeded one of the same tenant is answered from the stored image unless `x-use-cache` is
+/// false.
+#[utoipa::path(post, path = "/models/{*model_id}", tag = tags::HF_SERVERLESS, request_body = Body,
+    params(
+        ("model_id" = String, Path, description = "A catalog model id or a configured alias (may contain `/`)", example = "tiny-sd15"),
+        ("x-use-cache" = Option<bool>, Header, description = "Answer an identical earlier request from its stored image (default true)"),
+        ("x-wait-for-model" = Option<bool>, Header, description = "With no live worker for the model: queue and wait instead of a 503 (default false)"),
+    ),
+    responses(
+        (status = 200, description = "The image's bytes", content(("image/png"), ("image/jpeg"), ("image/webp")),
+            headers(
+                ("x-compute-type" = String, description = "`darkroom`, or `cache`"),
+                ("x-compute-time" = String, description = "Seconds the job ran"),
+                ("x-compute-images" = String, description = "`1`"),
+                ("x-darkroom-job" = String, description = "The job id (`/v1/jobs/{id}`)"),
+                ("x-darkroom-seed" = String, description = "The image's seed"),
+            )),
+        (status = 400, description = "A bad input (body field or header), named"),
+        (status = 404, description = "No such model"),
+        (status = 406, description = "`Accept` names none of the image types we make"),
+        (status = 429, description = "The tenant's rate limit, quota or waiting-requests limit is reached"),
+        (status = 500, description = "The job failed"),
+        (status = 503, description = "The model has no live worker (`estimated_time`; send `x-wait-for-model: true` to wait), or a backend does not answer"),
+        (status = 504, description = "The job did not finish within `--max-wait-secs`; it was canceled"),
+    ))]
 async fn generate(
     State(service): State<Arc<Service>>,
     caller: Caller<HfServerless>,
@@ -225,6 +305,15 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn the_schemas_document_what_the_parser_accepts() {
+        use crate::openapi::testing::assert_schema_matches_parser;
+        assert_schema_matches_parser::<Body>(&[]);
+        assert_schema_matches_parser::<Params>(&[]);
+        assert_schema_matches_parser::<Size>(&[]);
+        assert_schema_matches_parser::<Options>(&[]);
     }
 
     #[test]
