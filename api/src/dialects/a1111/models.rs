@@ -303,8 +303,9 @@ pub struct Txt2ImgRequest {
 #[allow(dead_code)]
 #[derive(utoipa::ToSchema)]
 #[schema(example = json!({
-    "prompt": "an oil painting", "init_images": ["iVBORw0KGgo..."], "denoising_strength": 0.6,
-    "sampler_name": "Euler", "steps": 20, "width": 512, "height": 512
+    "prompt": "an oil painting",
+    "init_images": ["iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAFklEQVR42mM4UaFBEmIY1TCqYfhqAAADaGgQ4a3ZQQAAAABJRU5ErkJggg=="],
+    "denoising_strength": 0.6, "sampler_name": "Euler", "steps": 10, "width": 64, "height": 64
 }))]
 pub struct Img2ImgRequest {
     #[schema(max_length = 4000, default = "")]
