@@ -274,6 +274,12 @@ mod tests {
             assert!(doc["components"]["schemas"].get(name).is_some(), "$ref to a missing schema {name}");
         }
         let paths = doc["paths"].as_object().expect("paths");
+        let mut ids: Vec<&str> =
+            paths.values().flat_map(|item| item.as_object().into_iter().flatten()).filter_map(|(_, op)| op["operationId"].as_str()).collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "operation ids are unique");
         assert!(paths.contains_key("/models/{model_id}"), "the catch-all is a plain parameter: {:?}", paths.keys());
         for (path, item) in paths {
             for (method, op) in item.as_object().expect("path item") {

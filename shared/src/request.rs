@@ -77,7 +77,8 @@ pub struct GenerationRequest {
     #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative_prompt: Option<String>,
-    /// Pixels, a multiple of 8: 64 to 1024 for SD 1.x/2.x models, to 2048 for SDXL. Default:
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD 1.x/2.x,
+    /// 32 for SDXL): 64 to 1024 for SD 1.x/2.x models, to 2048 for SDXL. Default:
     /// the model's native size.
     #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 2048, multiple_of = 8))]
     #[serde(default, skip_serializing_if = "Option::is_none")]

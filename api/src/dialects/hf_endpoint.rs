@@ -86,10 +86,12 @@ pub fn router() -> OpenApiRouter<Arc<Service>> {
 struct Params {
     #[schema(max_length = 4000)]
     negative_prompt: Option<String>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
     #[schema(minimum = 0, maximum = 30, default = 7.5)]
@@ -114,10 +116,12 @@ struct Body {
     parameters: Option<Params>,
     #[schema(max_length = 4000)]
     negative_prompt: Option<String>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
     #[schema(minimum = 0, maximum = 30, default = 7.5)]
@@ -134,7 +138,7 @@ struct Body {
 /// Generate an image with the deployment's default model; blocks until it is made.
 ///
 /// The model is `--default-model`, or the catalog's only model.
-#[utoipa::path(post, path = "/", tag = tags::HF_ENDPOINT, request_body = Body,
+#[utoipa::path(post, path = "/", operation_id = "hfEndpointGenerate", tag = tags::HF_ENDPOINT, request_body = Body,
     responses(
         (status = 200, description = "The image", body = Image),
         (status = 400, description = "A bad input, named; or no default model with several in the catalog"),

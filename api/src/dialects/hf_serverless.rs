@@ -117,10 +117,12 @@ struct Params {
     num_inference_steps: Option<u32>,
     /// Wins over `width`/`height`.
     target_size: Option<Size>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
     /// A diffusers scheduler class (`DPMSolverMultistepScheduler`...) or an A1111 sampler
@@ -141,7 +143,7 @@ enum Prompts {
     Many(Vec<String>),
 }
 
-/// The image's size in pixels, multiples of 8.
+/// The image's size in pixels, multiples of the model's `size_multiple` (`GET /v1/models`).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[schema(as = HfTargetSize)]
 #[serde(deny_unknown_fields)]
@@ -169,7 +171,7 @@ struct Options {
 /// `image/webp` (the first it names); JPEG for none, `*/*` or `image/*`. A request identical to an earlier
 /// succeeded one of the same tenant is answered from the stored image unless `x-use-cache` is
 /// false.
-#[utoipa::path(post, path = "/models/{*model_id}", tag = tags::HF_SERVERLESS, request_body = Body,
+#[utoipa::path(post, path = "/models/{*model_id}", operation_id = "hfTextToImage", tag = tags::HF_SERVERLESS, request_body = Body,
     params(
         ("model_id" = String, Path, description = "A catalog model id or a configured alias (may contain `/`)", example = "tiny-sd15"),
         ("x-use-cache" = Option<bool>, Header, description = "Answer an identical earlier request from its stored image (default true)"),

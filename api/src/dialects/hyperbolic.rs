@@ -111,10 +111,12 @@ struct Body {
     model_name: String,
     #[schema(max_length = 4000)]
     prompt: String,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
-    /// Pixels, a multiple of 8 (default: the model's native size).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
     /// `auto`, `tvm` or `torch`: a hint about Hyperbolic's own runtimes; we have one.
@@ -173,7 +175,7 @@ struct Generation {
 }
 
 /// Generate images; blocks until they are made.
-#[utoipa::path(post, path = "/v1/image/generation", tag = tags::HYPERBOLIC, request_body = Body,
+#[utoipa::path(post, path = "/v1/image/generation", operation_id = "hyperbolicGenerate", tag = tags::HYPERBOLIC, request_body = Body,
     responses(
         (status = 200, description = "The images", body = Generation),
         (status = 400, description = "A bad input or an unsupported feature, named in `param`"),

@@ -41,13 +41,13 @@ struct Checks {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = tags::HEALTH, responses((status = 200, description = "Alive", body = Health, example = json!({"status": "ok"}))))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = tags::HEALTH, responses((status = 200, description = "Alive", body = Health, example = json!({"status": "ok"}))))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok", checks: None })
 }
 
 /// Readiness: Postgres and Redis answer (each probed for up to 2 s).
-#[utoipa::path(get, path = "/readyz", tag = tags::HEALTH, responses(
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = tags::HEALTH, responses(
     (status = 200, description = "Ready", body = Health, example = json!({"status": "ready", "checks": {"postgres": "ok", "redis": "ok"}})),
     (status = 503, description = "A backend does not answer", body = Health, example = json!({"status": "unavailable", "checks": {"postgres": "ok", "redis": "failed"}})),
 ))]

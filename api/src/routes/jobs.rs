@@ -34,7 +34,7 @@ pub fn router() -> OpenApiRouter<Arc<Service>> {
 /// 202 with the queued job; with `Prefer: wait[=N]`, 200 with the finished job (images inline)
 /// or 202 with the job as it stands when the wait ends. With an `Idempotency-Key` already used
 /// for the same request: 200 with that job as it stands.
-#[utoipa::path(post, path = "/v1/jobs", tag = tags::NATIVE,
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "createJob", tag = tags::NATIVE,
     request_body = GenerationRequest,
     params(
         ("Prefer" = Option<String>, Header, description = "`wait` (up to `--max-wait-secs`) or `wait=N` seconds: answer when the job is done (RFC 7240)", example = "wait=60"),
@@ -71,7 +71,7 @@ async fn create(
 }
 
 /// A job: status, progress, queue position, timings, error, image links.
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = tags::NATIVE,
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "getJob", tag = tags::NATIVE,
     params(("id" = String, Path, description = "The job's id (another tenant's job is not found)", example = "0190e0a4-0000-7000-8000-000000000000")),
     responses((status = 200, description = "The job", body = JobView), (status = 404, description = "No such job for this tenant")))]
 async fn show(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Json<JobView>, ApiError> {
@@ -82,7 +82,7 @@ async fn show(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) 
 ///
 /// The job after the request (queued: canceled at once; running: `cancel_requested`, it stops
 /// at its next step; finished: unchanged).
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = tags::NATIVE,
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancelJob", tag = tags::NATIVE,
     params(("id" = String, Path, description = "The job's id", example = "0190e0a4-0000-7000-8000-000000000000")),
     responses((status = 200, description = "The job after the request", body = JobView), (status = 404, description = "No such job for this tenant")))]
 async fn cancel(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Json<JobView>, ApiError> {
@@ -90,7 +90,7 @@ async fn cancel(State(service): State<Arc<Service>>, caller: Caller, job: JobRef
 }
 
 /// An image of a job: its bytes, with their Content-Type.
-#[utoipa::path(get, path = "/v1/jobs/{id}/images/{index}", tag = tags::NATIVE,
+#[utoipa::path(get, path = "/v1/jobs/{id}/images/{index}", operation_id = "getJobImage", tag = tags::NATIVE,
     params(
         ("id" = String, Path, description = "The job's id", example = "0190e0a4-0000-7000-8000-000000000000"),
         ("index" = String, Path, description = "The image's index, from 0", example = "0"),
@@ -122,7 +122,7 @@ struct ListParams {
 }
 
 /// The caller's jobs, newest first.
-#[utoipa::path(get, path = "/v1/jobs", tag = tags::NATIVE, params(ListParams),
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "listJobs", tag = tags::NATIVE, params(ListParams),
     responses(
         (status = 200, description = "A page of jobs; `next` is the `before` of the following page", body = JobList),
         (status = 400, description = "The query string cannot be read"),

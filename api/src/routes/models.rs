@@ -39,7 +39,7 @@ struct ModelList {
 }
 
 /// The catalog: every model a worker has registered, with its live workers.
-#[utoipa::path(get, path = "/v1/models", tag = tags::NATIVE, responses((status = 200, description = "The catalog", body = ModelList)))]
+#[utoipa::path(get, path = "/v1/models", operation_id = "listModels", tag = tags::NATIVE, responses((status = 200, description = "The catalog", body = ModelList)))]
 async fn list(State(service): State<Arc<Service>>, _caller: Caller) -> Result<Json<ModelList>, ApiError> {
     let data = service
         .catalog()

@@ -63,7 +63,7 @@ pub fn router() -> OpenApiRouter<Arc<Service>> {
 /// An ordinary job of the caller's tenant (same validation, queue and limits as
 /// `POST /v1/jobs`, visible at `/v1/jobs/{id}`: `info.job_id`). An interrupted job answers 200
 /// with no images.
-#[utoipa::path(post, path = "/sdapi/v1/txt2img", tag = tags::A1111, request_body = Txt2ImgRequest,
+#[utoipa::path(post, path = "/sdapi/v1/txt2img", operation_id = "a1111Txt2img", tag = tags::A1111, request_body = Txt2ImgRequest,
     responses(
         (status = 200, description = "The images (base64 PNG, JPEG or WebP per `samples_format`), the request echoed with defaults, and `info`", body = GenerateResponse),
         (status = 400, description = "Sampler not found (HTTPException), or an unknown `override_settings.sd_model_checkpoint` (RuntimeError)"),
@@ -77,7 +77,7 @@ async fn txt2img(State(s): State<Arc<Service>>, caller: Caller<A1111>, JsonBody(
 }
 
 /// Generate images from an init image and a prompt; blocks until the job ends.
-#[utoipa::path(post, path = "/sdapi/v1/img2img", tag = tags::A1111, request_body = Img2ImgRequest,
+#[utoipa::path(post, path = "/sdapi/v1/img2img", operation_id = "a1111Img2img", tag = tags::A1111, request_body = Img2ImgRequest,
     responses(
         (status = 200, description = "As txt2img", body = GenerateResponse),
         (status = 400, description = "Sampler not found (HTTPException), or an unknown `override_settings.sd_model_checkpoint` (RuntimeError)"),
@@ -154,7 +154,7 @@ fn samples_format(value: Option<&Value>) -> Result<OutputFormat, ApiError> {
 }
 
 /// The catalog as checkpoints (`title` is the model id; `hash` and `sha256` are null).
-#[utoipa::path(get, path = "/sdapi/v1/sd-models", tag = tags::A1111, responses((status = 200, description = "The checkpoints", body = Vec<SdModel>)))]
+#[utoipa::path(get, path = "/sdapi/v1/sd-models", operation_id = "a1111SdModels", tag = tags::A1111, responses((status = 200, description = "The checkpoints", body = Vec<SdModel>)))]
 async fn sd_models(State(service): State<Arc<Service>>, _caller: Caller<A1111>) -> Answer<Json<Vec<SdModel>>> {
     let models = service.catalog().await?;
     Ok(Json(
@@ -164,7 +164,7 @@ async fn sd_models(State(service): State<Arc<Service>>, _caller: Caller<A1111>) 
 
 /// The tenant's options: A1111's defaults for those we report, overlaid with the tenant's own;
 /// `sd_model_checkpoint` is the model txt2img runs.
-#[utoipa::path(get, path = "/sdapi/v1/options", tag = tags::A1111,
+#[utoipa::path(get, path = "/sdapi/v1/options", operation_id = "a1111GetOptions", tag = tags::A1111,
     responses(
         (status = 200, description = "The options", body = HashMap<String, serde_json::Value>,
             example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "png", "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1})),
@@ -190,7 +190,7 @@ async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>)
 /// `sd_model_checkpoint` must name a catalog model (stored as its title); `samples_format` must
 /// be `png`, `jpg` or `webp`; other options are kept as given (at most `--max-options-keys`
 /// keys and `--max-options-bytes` bytes, no NUL character).
-#[utoipa::path(post, path = "/sdapi/v1/options", tag = tags::A1111,
+#[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111SetOptions", tag = tags::A1111,
     request_body(content = HashMap<String, serde_json::Value>, example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "webp"})),
     responses(
         (status = 200, description = "Stored", body = JsonNull),
@@ -234,7 +234,7 @@ fn has_nul(value: &Value) -> bool {
 }
 
 /// The samplers we implement (their Karras variants are `scheduler: karras`).
-#[utoipa::path(get, path = "/sdapi/v1/samplers", tag = tags::A1111, responses((status = 200, description = "The samplers", body = Vec<SamplerItem>)))]
+#[utoipa::path(get, path = "/sdapi/v1/samplers", operation_id = "a1111Samplers", tag = tags::A1111, responses((status = 200, description = "The samplers", body = Vec<SamplerItem>)))]
 async fn samplers(_caller: Caller<A1111>) -> Answer<Json<Vec<SamplerItem>>> {
     let items = Sampler::names()
         .into_iter()
@@ -246,7 +246,7 @@ async fn samplers(_caller: Caller<A1111>) -> Answer<Json<Vec<SamplerItem>>> {
 }
 
 /// The schedulers we implement: `automatic` and `karras`.
-#[utoipa::path(get, path = "/sdapi/v1/schedulers", tag = tags::A1111, responses((status = 200, description = "The schedulers", body = Vec<SchedulerItem>)))]
+#[utoipa::path(get, path = "/sdapi/v1/schedulers", operation_id = "a1111Schedulers", tag = tags::A1111, responses((status = 200, description = "The schedulers", body = Vec<SchedulerItem>)))]
 async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> {
     Ok(Json(vec![
         SchedulerItem { name: "automatic", label: "Automatic", aliases: None, default_rho: -1.0, need_inner_model: false },
@@ -256,7 +256,7 @@ async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> 
 
 /// The caller's current job (the oldest running one, else the oldest queued), as A1111's
 /// global `progress`: another tenant's work is never visible.
-#[utoipa::path(get, path = "/sdapi/v1/progress", tag = tags::A1111, responses((status = 200, description = "Progress of the caller's current job", body = Progress)))]
+#[utoipa::path(get, path = "/sdapi/v1/progress", operation_id = "a1111Progress", tag = tags::A1111, responses((status = 200, description = "Progress of the caller's current job", body = Progress)))]
 async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Progress>> {
     let (current, job_count) = service.current_job(caller.tenant.id).await?;
     let current: Option<&Job> = current.as_ref();
@@ -281,20 +281,20 @@ async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) ->
 
 /// Stop the caller's running jobs at their next step (queued jobs are left to run, as A1111's
 /// interrupt only stops the current generation).
-#[utoipa::path(post, path = "/sdapi/v1/interrupt", tag = tags::A1111, responses((status = 200, description = "Done", body = Empty)))]
+#[utoipa::path(post, path = "/sdapi/v1/interrupt", operation_id = "a1111Interrupt", tag = tags::A1111, responses((status = 200, description = "Done", body = Empty)))]
 async fn interrupt(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Empty>> {
     service.interrupt_running(caller.tenant.id).await?;
     Ok(Json(Empty {}))
 }
 
 /// As interrupt: a job is one generation.
-#[utoipa::path(post, path = "/sdapi/v1/skip", tag = tags::A1111, responses((status = 200, description = "Done", body = Empty)))]
+#[utoipa::path(post, path = "/sdapi/v1/skip", operation_id = "a1111Skip", tag = tags::A1111, responses((status = 200, description = "Done", body = Empty)))]
 async fn skip(state: State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Empty>> {
     interrupt(state, caller).await
 }
 
 /// No scripts are installed (clients such as webuiapi probe this for extensions).
-#[utoipa::path(get, path = "/sdapi/v1/scripts", tag = tags::A1111, responses((status = 200, description = "No scripts", body = ScriptList)))]
+#[utoipa::path(get, path = "/sdapi/v1/scripts", operation_id = "a1111Scripts", tag = tags::A1111, responses((status = 200, description = "No scripts", body = ScriptList)))]
 async fn scripts(_caller: Caller<A1111>) -> Answer<Json<ScriptList>> {
     Ok(Json(ScriptList { txt2img: Vec::new(), img2img: Vec::new() }))
 }

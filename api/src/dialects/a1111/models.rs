@@ -216,7 +216,8 @@ pub struct Txt2ImgRequest {
     steps: Option<i64>,
     #[schema(minimum = 0, maximum = 30, default = 7.0)]
     cfg_scale: Option<f64>,
-    /// Pixels, a multiple of 8 (64 to 1024 for SD 1.x/2.x models, to 2048 for SDXL).
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD 1.x/2.x,
+    /// 32 for SDXL), 64 to 1024 for SD 1.x/2.x models, to 2048 for SDXL.
     #[schema(minimum = 64, maximum = 2048, multiple_of = 8, default = 512)]
     width: Option<i64>,
     /// Pixels, as `width`.
