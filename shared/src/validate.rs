@@ -246,7 +246,7 @@ mod tests {
     fn catalog() -> Vec<ModelInfo> {
         vec![
             ModelInfo { id: "sd15".into(), family: Family::Sd, native_size: 512, size_multiple: 8, img2img: true, live_workers: 1 },
-            ModelInfo { id: "xl".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 8, img2img: false, live_workers: 0 },
+            ModelInfo { id: "xl".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 32, img2img: false, live_workers: 0 },
         ]
     }
 
@@ -321,6 +321,25 @@ mod tests {
         assert!(check(&req).is_ok());
         req.num_images = 2;
         assert_eq!(field_of(&req), "seed");
+    }
+
+    /// An ONNX UNet runs only sizes its downsampling divides: other multiples of 8 are refused
+    /// before they reach a worker (where they failed the job).
+    #[test]
+    fn sizes_are_multiples_of_the_models_own_multiple() {
+        let mut req = GenerationRequest::new("xl", "p");
+        req.width = Some(1032);
+        let err = check(&req).unwrap_err();
+        assert_eq!(err.field(), "width");
+        assert!(err.to_string().contains("a multiple of 32"), "{err}");
+        req.width = Some(1056);
+        assert!(check(&req).is_ok());
+        // The VAE's 8 holds whatever the catalog says.
+        let mut catalog = catalog();
+        catalog[0].size_multiple = 0;
+        let mut req = GenerationRequest::new("sd15", "p");
+        req.height = Some(516);
+        assert_eq!(validate(&req, &catalog, &LIMITS).unwrap_err().field(), "height");
     }
 
     #[test]

@@ -412,8 +412,8 @@ async fn health_readiness_and_the_model_catalog() {
     assert_eq!(
         models,
         json!({"data": [
-            {"id": "big", "family": "sdxl", "native_size": 1024, "img2img": false, "live_workers": 0},
-            {"id": "tiny", "family": "sd", "native_size": 64, "img2img": true, "live_workers": 0},
+            {"id": "big", "family": "sdxl", "native_size": 1024, "size_multiple": 8, "img2img": false, "live_workers": 0},
+            {"id": "tiny", "family": "sd", "native_size": 64, "size_multiple": 8, "img2img": true, "live_workers": 0},
         ]})
     );
     let store = s.env.store().await;
