@@ -3,7 +3,8 @@
 # (huggingface_hub, requests, webuiapi). Sets up .venv-clients from tests/clients/requirements.txt,
 # builds the binaries (debug; CLIENT_TESTS_PROFILE=release for release), starts a fresh database
 # and Redis prefix, `darkroom-api serve` on a free port and one CPU worker serving the tiny model
-# as `tiny-sd15`, runs `pytest tests/clients`, then stops everything and drops the database.
+# as `tiny-sd15`, runs `pytest tests/clients` and then tools/schemathesis.sh (the OpenAPI document
+# against the service), then stops everything and drops the database.
 # Needs the local Postgres and Redis (tools/services.sh) and ONNX Runtime (tools/setup-ort.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,3 +79,9 @@ rc=$?
 set -e
 # pytest's 5 is "no tests collected": a failure here, not a pass.
 [[ $rc -eq 0 ]] || fail "pytest exited with $rc"
+
+# The OpenAPI document against the same service (a second API replica with cost caps);
+# DARKROOM_SKIP_SCHEMATHESIS=1 skips it.
+if [[ -z ${DARKROOM_SKIP_SCHEMATHESIS:-} ]]; then
+  tools/schemathesis.sh "$bin" || fail "schemathesis found failures"
+fi

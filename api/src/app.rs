@@ -1,6 +1,7 @@
-//! The router: every route, the body limit, panics and unknown routes answered in our error
-//! shape, request tracing (method, path, status and request id: never other headers), the HTTP
-//! metrics and the request id (outermost). `/metrics` is merged in by `serve`.
+//! The router: every route (documented: `openapi.rs`), the body limit, panics and unknown routes
+//! answered in our error shape, request tracing (method, path, status and request id: never
+//! other headers), the HTTP metrics and the request id (outermost). `/metrics` is merged in by
+//! `serve`.
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -9,6 +10,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa_axum::router::OpenApiRouter;
 
 use axum::response::{IntoResponse, Response};
 
@@ -16,16 +18,15 @@ use crate::dialect::{method_not_allowed, Native};
 use crate::error::{panic_message, ApiError};
 use crate::request_id::RequestSpan;
 use crate::service::Service;
-use crate::{dialects, metrics, request_id, routes};
+use crate::{dialects, metrics, openapi, request_id, routes};
 
 /// The whole HTTP surface of `darkroom-api serve`.
 pub fn router(service: Arc<Service>) -> Router {
     let limit = service.settings().max_body_bytes;
+    let (routes, api) = documented_routes().split_for_parts();
     Router::new()
-        .merge(routes::jobs::router())
-        .merge(routes::models::router())
-        .merge(routes::health::router())
-        .merge(dialects::router())
+        .merge(routes)
+        .merge(openapi::docs(api))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed::<Native>)
         .layer(DefaultBodyLimit::max(limit))
@@ -34,6 +35,15 @@ pub fn router(service: Arc<Service>) -> Router {
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(service)
+}
+
+/// Each module's routes with their OpenAPI operations (the document is served at /openapi.json).
+pub fn documented_routes() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .merge(routes::jobs::router())
+        .merge(routes::models::router())
+        .merge(routes::health::router())
+        .merge(dialects::router())
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -13,6 +13,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::error::{ApiError, PublicError};
+use crate::openapi::{schema_of, tags, Schemas};
 
 /// What a body's `Content-Type` must say.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,15 @@ pub trait Dialect: Send + Sync + 'static {
     /// take the code the dialect's wire protocol uses for it; the server-error statuses,
     /// `Retry-After` and the 401 challenge are set by [`DialectError`] whatever this answers.
     fn render(e: PublicError<'_>) -> Response;
+
+    /// The OpenAPI tag of this dialect's operations (`openapi.rs` documents its errors by it).
+    const TAG: &'static str;
+    /// The statuses a route with a body may refuse it with, besides the route's own.
+    const BODY_ERRORS: &'static [u16];
+    /// The name of the schema of this dialect's error body with `status`.
+    fn error_schema(status: u16) -> &'static str;
+    /// The schemas [`Dialect::error_schema`] names (and those they refer to).
+    fn error_schemas() -> Schemas;
 }
 
 /// An [`ApiError`] answered in dialect `D`'s shape: what every handler and extractor returns.
@@ -107,18 +117,26 @@ pub async fn method_not_allowed<D: Dialect>(method: Method) -> DialectError<D> {
 /// "field", "allowed"}}` (`field` and `allowed` only where they apply), with the canonical names.
 pub struct Native;
 
-#[derive(Serialize)]
-struct NativeBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"type": "invalid_request", "message": "steps must be an integer from 1 to 150; got 500", "field": "steps"}}))]
+pub struct NativeError<'a> {
     error: NativeDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct NativeDetail<'a> {
+/// One error of the native API.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NativeDetail<'a> {
+    /// A stable word: `invalid_request`, `malformed_request`, `unauthorized`, `not_found`,
+    /// `gone`, `conflict`, `request_timeout`, `payload_too_large`, `unsupported_media_type`,
+    /// `rate_limited`, `quota_exceeded`, `no_models`, `unavailable`, `internal`...
     #[serde(rename = "type")]
     kind: &'static str,
+    /// For people; never a server-side detail.
     message: String,
+    /// The request field (or query parameter, or header) at fault.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// The valid values, where the field takes one of a known set (models, samplers).
     #[serde(skip_serializing_if = "Option::is_none")]
     allowed: Option<&'a [String]>,
 }
@@ -126,9 +144,21 @@ struct NativeDetail<'a> {
 impl Dialect for Native {
     const NAME: &'static str = "native";
     const CONTENT_TYPE: ContentTypePolicy = ContentTypePolicy::Json;
+    const TAG: &'static str = tags::NATIVE;
+    const BODY_ERRORS: &'static [u16] = &[400, 408, 413, 415, 422];
+
+    fn error_schema(_status: u16) -> &'static str {
+        "NativeError"
+    }
+
+    fn error_schemas() -> Schemas {
+        let mut out = Schemas::new();
+        schema_of::<NativeError>(&mut out);
+        out
+    }
 
     fn render(e: PublicError<'_>) -> Response {
-        let body = NativeBody { error: NativeDetail { kind: e.kind, message: e.message, field: e.field, allowed: e.allowed } };
+        let body = NativeError { error: NativeDetail { kind: e.kind, message: e.message, field: e.field, allowed: e.allowed } };
         (e.status, Json(body)).into_response()
     }
 }

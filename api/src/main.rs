@@ -12,6 +12,7 @@ mod http;
 mod json;
 mod limits;
 mod metrics;
+mod openapi;
 mod request_id;
 mod routes;
 mod serve;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(cli.backends, args).await?,
+        Command::Serve(args) => serve::run(cli.backends, *args).await?,
         command => {
             // Every administration command connects, migrates (cheap when up to date), acts.
             let store = Store::connect(&cli.backends.database_url, 2).await.map_err(|e| anyhow!("connecting to Postgres (DATABASE_URL): {e}"))?;

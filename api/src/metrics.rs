@@ -68,7 +68,10 @@ pub fn router<S>(metrics: Arc<Metrics>) -> Router<S> {
 
 /// The exposition, with the gauges refreshed when older than `--metrics-refresh-secs`. When
 /// Postgres does not answer, the last values are served (and the failure logged).
-async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = crate::openapi::tags::HEALTH,
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4: the series are listed in the README, \"Observability\"",
+        content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)))]
+pub(crate) async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
     metrics.refresh().await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics.handle.render()).into_response()
 }

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// The model families we run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     /// Stable Diffusion 1.x and 2.x: one CLIP text encoder.

@@ -8,6 +8,7 @@ use crate::request::GenerationRequest;
 /// A job's lifecycle: queued → running → succeeded | failed | canceled (running may go back to
 /// queued when its worker dies or hands it back).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, sqlx::Type)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[sqlx(type_name = "job_status", rename_all = "lowercase")]
 #[serde(rename_all = "lowercase")]
 pub enum JobStatus {

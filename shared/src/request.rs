@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Image encodings a job can ask for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     #[default]
@@ -59,32 +60,64 @@ pub mod defaults {
 /// model family's native size and `seed` to a random one (resolved before the job runs, so the
 /// stored request always says which seed made the image). Unknown fields are rejected.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({
+    "model": "tiny-sd15", "prompt": "a photo of an astronaut riding a horse on mars",
+    "width": 64, "height": 64, "steps": 20, "seed": 42
+})))]
 #[serde(deny_unknown_fields)]
 pub struct GenerationRequest {
+    /// A catalog model id (`GET /v1/models`).
+    #[cfg_attr(feature = "openapi", schema(example = "tiny-sd15"))]
     pub model: String,
+    /// What to draw: at most 4000 characters, no NUL character.
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
     pub prompt: String,
+    /// What not to draw: at most 4000 characters, no NUL character.
+    #[cfg_attr(feature = "openapi", schema(max_length = 4000))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub negative_prompt: Option<String>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD 1.x/2.x,
+    /// 32 for SDXL): 64 to 1024 for SD 1.x/2.x models, to 2048 for SDXL. Default:
+    /// the model's native size.
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 2048, multiple_of = 8))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
+    /// Pixels, as `width`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 64, maximum = 2048, multiple_of = 8))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Denoising steps.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 150, default = 25))]
     #[serde(default = "default_steps")]
     pub steps: u32,
+    /// Classifier-free guidance scale (off at 1 or below).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 30, default = 7.5))]
     #[serde(default = "default_guidance")]
     pub guidance_scale: f32,
+    /// An AUTOMATIC1111 sampler name or diffusers scheduler class, case-insensitive (`Euler`,
+    /// `Euler a`, `Heun`, `DDIM`, `DPM++ 2M`, `LMS`, their ` Karras` variants,
+    /// `DPMSolverMultistepScheduler`...).
+    #[cfg_attr(feature = "openapi", schema(default = "Euler", example = "DPM++ 2M Karras"))]
     #[serde(default = "default_sampler")]
     pub sampler: String,
+    /// Image *i* uses seed + *i*. Default: random (and reported).
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// How many images.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 8, default = 1))]
     #[serde(default = "default_num_images")]
     pub num_images: u32,
     /// Base64 of a PNG, JPEG or WebP image (a `data:` URI prefix is accepted): img2img.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_image: Option<String>,
-    /// img2img: how much of the init image is re-noised, in (0, 1].
+    /// img2img: how much of the init image is re-noised, in (0, 1]; default 0.8 with an
+    /// `init_image`, refused without one.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0, maximum = 1))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength: Option<f32>,
+    /// The images' encoding (`jpg` is read as `jpeg`).
     #[serde(default)]
     pub output_format: OutputFormat,
 }

@@ -102,12 +102,14 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
 
     let (min, max) = model.family.size_range();
     let native = u32::try_from(model.native_size).unwrap_or(min);
+    // The model's own multiple (an ONNX UNet cannot run other sizes), and never below the VAE's 8.
+    let multiple = u32::try_from(model.size_multiple).unwrap_or(8).max(8);
     for (field, value, slot) in [("width", req.width, &mut out.width), ("height", req.height, &mut out.height)] {
         let v = value.unwrap_or(native);
-        if v < min || v > max || v % 8 != 0 {
+        if v < min || v > max || v % multiple != 0 {
             return Err(ValidationError::OutOfRange {
                 field,
-                allowed: format!("a multiple of 8 from {min} to {max} for {} ({} family) models", model.id, model.family),
+                allowed: format!("a multiple of {multiple} from {min} to {max} for {} ({} family) models", model.id, model.family),
                 got: v.to_string(),
             });
         }
@@ -243,8 +245,8 @@ mod tests {
 
     fn catalog() -> Vec<ModelInfo> {
         vec![
-            ModelInfo { id: "sd15".into(), family: Family::Sd, native_size: 512, img2img: true, live_workers: 1 },
-            ModelInfo { id: "xl".into(), family: Family::Sdxl, native_size: 1024, img2img: false, live_workers: 0 },
+            ModelInfo { id: "sd15".into(), family: Family::Sd, native_size: 512, size_multiple: 8, img2img: true, live_workers: 1 },
+            ModelInfo { id: "xl".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 32, img2img: false, live_workers: 0 },
         ]
     }
 
@@ -319,6 +321,25 @@ mod tests {
         assert!(check(&req).is_ok());
         req.num_images = 2;
         assert_eq!(field_of(&req), "seed");
+    }
+
+    /// An ONNX UNet runs only sizes its downsampling divides: other multiples of 8 are refused
+    /// before they reach a worker (where they failed the job).
+    #[test]
+    fn sizes_are_multiples_of_the_models_own_multiple() {
+        let mut req = GenerationRequest::new("xl", "p");
+        req.width = Some(1032);
+        let err = check(&req).unwrap_err();
+        assert_eq!(err.field(), "width");
+        assert!(err.to_string().contains("a multiple of 32"), "{err}");
+        req.width = Some(1056);
+        assert!(check(&req).is_ok());
+        // The VAE's 8 holds whatever the catalog says.
+        let mut catalog = catalog();
+        catalog[0].size_multiple = 0;
+        let mut req = GenerationRequest::new("sd15", "p");
+        req.height = Some(516);
+        assert_eq!(validate(&req, &catalog, &LIMITS).unwrap_err().field(), "height");
     }
 
     #[test]

@@ -46,8 +46,8 @@ impl Service {
 
 async fn register_models(env: &ServiceEnv) {
     let models = [
-        ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true },
-        ModelEntry { id: "big".into(), family: Family::Sdxl, native_size: 1024, img2img: false },
+        ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true },
+        ModelEntry { id: "big".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 8, img2img: false },
     ];
     let store = env.store().await;
     store.register_worker(Uuid::new_v4(), "test", &models).await.expect("catalog");
@@ -412,13 +412,13 @@ async fn health_readiness_and_the_model_catalog() {
     assert_eq!(
         models,
         json!({"data": [
-            {"id": "big", "family": "sdxl", "native_size": 1024, "img2img": false, "live_workers": 0},
-            {"id": "tiny", "family": "sd", "native_size": 64, "img2img": true, "live_workers": 0},
+            {"id": "big", "family": "sdxl", "native_size": 1024, "size_multiple": 8, "img2img": false, "live_workers": 0},
+            {"id": "tiny", "family": "sd", "native_size": 64, "size_multiple": 8, "img2img": true, "live_workers": 0},
         ]})
     );
     let store = s.env.store().await;
     let worker = Uuid::new_v4();
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
     store.register_worker(worker, "gpu-1", &[entry]).await.unwrap();
     let (_, models) = call(s.get("/v1/models")).await;
     assert_eq!(models["data"][1]["live_workers"], 1, "{models}");

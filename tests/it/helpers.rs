@@ -160,7 +160,13 @@ impl ServiceEnv {
     /// Put the tiny SD model (64×64, img2img) in the catalog, as a worker registering it would
     /// (for tests that need the catalog but run no worker).
     pub async fn register_tiny_model(&self) {
-        let entry = darkroom_shared::store::ModelEntry { id: "tiny".into(), family: darkroom_shared::family::Family::Sd, native_size: 64, img2img: true };
+        let entry = darkroom_shared::store::ModelEntry {
+            id: "tiny".into(),
+            family: darkroom_shared::family::Family::Sd,
+            native_size: 64,
+            size_multiple: 8,
+            img2img: true,
+        };
         self.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
     }
 

@@ -10,6 +10,7 @@ mod fuzz;
 mod helpers;
 mod limits;
 mod metrics;
+mod openapi;
 mod pipeline;
 mod restart;
 mod service;

@@ -189,3 +189,11 @@ fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
         }
     }
 }
+
+/// What a model's width and height must be multiples of: the VAE's 8 times the UNet's
+/// downsampling (tiny-sd15 has two down blocks: 16), read from the export's configs.
+#[test]
+fn the_size_multiple_comes_from_the_unet() {
+    let model = darkroom_worker::model::ModelDir::open(&model_dir("tiny-sd15")).expect("tiny-sd15 opens");
+    assert_eq!((model.native_size, model.size_multiple), (64, 16));
+}

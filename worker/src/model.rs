@@ -39,6 +39,7 @@ struct VaeConfig {
 #[derive(Debug, Deserialize)]
 struct UnetConfig {
     sample_size: Option<usize>,
+    block_out_channels: Option<Vec<usize>>,
 }
 
 /// A checked model directory.
@@ -54,6 +55,10 @@ pub struct ModelDir {
     pub vae_scale_factor: usize,
     /// The size the model was trained at, in pixels.
     pub native_size: usize,
+    /// Width and height must be multiples of this: the VAE's scale factor times the UNet's
+    /// downsampling (2^(down blocks - 1)); the exported upsamplers double their input, so any
+    /// other latent size fails in the graph. 64 for SD 1.x/2.x, 32 for SDXL, 16 for tiny-sd15.
+    pub size_multiple: usize,
     /// The export has a VAE encoder, so it can do img2img.
     pub img2img: bool,
 }
@@ -77,6 +82,7 @@ impl ModelDir {
             vae_scaling_factor: 0.18215,
             vae_scale_factor: 8,
             native_size: 512,
+            size_multiple: 8,
             img2img: false,
         };
         let index: ModelIndex = read_json(&dir.require("model_index.json")?)?;
@@ -101,7 +107,8 @@ impl ModelDir {
         let vae_scaling_factor = vae.as_ref().and_then(|v| v.scaling_factor).unwrap_or(default_scaling);
         let vae_scale_factor = vae.as_ref().and_then(|v| v.block_out_channels.as_ref()).map(|b| 1usize << b.len().saturating_sub(1)).unwrap_or(8);
         let default_native = if family == Family::Sdxl { 1024 } else { 512 };
-        let native_size = unet.and_then(|u| u.sample_size).map(|s| s * vae_scale_factor).unwrap_or(default_native);
+        let native_size = unet.as_ref().and_then(|u| u.sample_size).map(|s| s * vae_scale_factor).unwrap_or(default_native);
+        let downsampling = unet.as_ref().and_then(|u| u.block_out_channels.as_ref()).map(|b| 1usize << b.len().saturating_sub(1).min(6)).unwrap_or(1);
         Ok(ModelDir {
             family,
             force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt.unwrap_or(family == Family::Sdxl),
@@ -109,6 +116,7 @@ impl ModelDir {
             vae_scaling_factor,
             vae_scale_factor,
             native_size,
+            size_multiple: vae_scale_factor * downsampling,
             img2img: root.join("vae_encoder/model.onnx").is_file(),
             ..dir
         })

@@ -25,7 +25,14 @@ pub fn resolve(req: &GenerationRequest, model: &ModelDir) -> Result<GeneratePara
 /// [`resolve`], also returning the request as validated (the sampler under its canonical name;
 /// size, seed and img2img strength filled in): what the images' infotext records.
 pub fn resolve_validated(req: &GenerationRequest, model: &ModelDir) -> Result<(GenerationRequest, GenerateParams), PipelineError> {
-    let info = ModelInfo { id: req.model.clone(), family: model.family, native_size: model.native_size as i32, img2img: model.img2img, live_workers: 0 };
+    let info = ModelInfo {
+        id: req.model.clone(),
+        family: model.family,
+        native_size: model.native_size as i32,
+        size_multiple: model.size_multiple as i32,
+        img2img: model.img2img,
+        live_workers: 0,
+    };
     let limits = Limits { max_init_image_bytes: MAX_INIT_IMAGE_PIXELS * 4 };
     let req = validate(req, &[info], &limits).map_err(|e| invalid(e.field(), e.to_string()))?;
     let (width, height) = (req.width.unwrap_or(model.native_size as u32) as usize, req.height.unwrap_or(model.native_size as u32) as usize);

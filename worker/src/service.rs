@@ -76,7 +76,13 @@ impl Served {
     fn entry(&self) -> ModelEntry {
         let p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
         let m = p.model();
-        ModelEntry { id: self.name.clone(), family: m.family, native_size: m.native_size as i32, img2img: p.supports_img2img() }
+        ModelEntry {
+            id: self.name.clone(),
+            family: m.family,
+            native_size: m.native_size as i32,
+            size_multiple: m.size_multiple as i32,
+            img2img: p.supports_img2img(),
+        }
     }
 }
 

@@ -8,17 +8,18 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
 use darkroom_shared::store::ModelInfo;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::dialect::{Dialect, DialectError};
 use crate::error::{ApiError, PublicError};
 use crate::extract::{Caller, JsonBody};
+use crate::openapi::{schema_of, tags, Schemas};
 use crate::service::Service;
 
 /// The endpoint handler's errors: `{"error": "..."}`, 400 for any bad input.
@@ -26,6 +27,18 @@ pub struct HfEndpoint;
 
 impl Dialect for HfEndpoint {
     const NAME: &'static str = "hf-endpoint";
+    const TAG: &'static str = tags::HF_ENDPOINT;
+    const BODY_ERRORS: &'static [u16] = &[400, 408, 413];
+
+    fn error_schema(_status: u16) -> &'static str {
+        "HfError"
+    }
+
+    fn error_schemas() -> Schemas {
+        let mut out = Schemas::new();
+        schema_of::<HfError>(&mut out);
+        out
+    }
 
     fn field_name(canonical: &str) -> Cow<'static, str> {
         match canonical {
@@ -38,8 +51,23 @@ impl Dialect for HfEndpoint {
 
     fn render(e: PublicError<'_>) -> Response {
         let status = if e.error.is_bad_input() { axum::http::StatusCode::BAD_REQUEST } else { e.status };
-        (status, Json(json!({ "error": e.message }))).into_response()
+        (status, Json(HfError { error: e.message })).into_response()
     }
+}
+
+/// A Hugging Face handler's error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "inference_steps must be an integer from 1 to 150; got 0"}))]
+pub struct HfError {
+    pub error: String,
+}
+
+/// The answer: the image, base64 PNG.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = HfEndpointImage)]
+struct Image {
+    #[schema(content_encoding = "base64", content_media_type = "image/png")]
+    image: String,
 }
 
 type Answer<T> = Result<T, DialectError<HfEndpoint>>;
@@ -47,47 +75,84 @@ type Answer<T> = Result<T, DialectError<HfEndpoint>>;
 /// Steps when the request gives none (the handler's documented default).
 const DEFAULT_STEPS: u32 = 25;
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new().route("/", post(generate))
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new().routes(routes!(generate))
 }
 
-/// The generation fields, at the top level or under `parameters`.
-#[derive(Deserialize, Default)]
+/// The generation fields, at the top level or under `parameters` (the top level wins).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = HfEndpointParameters)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    #[schema(max_length = 4000)]
     negative_prompt: Option<String>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
+    #[schema(minimum = 0, maximum = 30, default = 7.5)]
     guidance_scale: Option<f32>,
+    /// Also read as `num_inference_steps`.
     #[serde(alias = "num_inference_steps")]
+    #[schema(minimum = 1, maximum = 150, default = 25)]
     inference_steps: Option<u32>,
+    /// Default: random.
+    #[schema(maximum = 9223372036854775807_u64)]
     seed: Option<u64>,
 }
 
-#[derive(Deserialize)]
+/// The community Stable Diffusion endpoint handler's body; anything else is a 400 naming it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfEndpointRequest, example = json!({"inputs": "Positive prompt", "negative_prompt": "Negative prompt goes here", "height": 512, "width": 512, "guidance_scale": 7.5}))]
 #[serde(deny_unknown_fields)]
 struct Body {
+    /// The prompt.
+    #[schema(max_length = 4000)]
     inputs: String,
     parameters: Option<Params>,
+    #[schema(max_length = 4000)]
     negative_prompt: Option<String>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
+    #[schema(minimum = 0, maximum = 30, default = 7.5)]
     guidance_scale: Option<f32>,
+    /// Also read as `num_inference_steps`.
     #[serde(alias = "num_inference_steps")]
+    #[schema(minimum = 1, maximum = 150, default = 25)]
     inference_steps: Option<u32>,
+    /// Default: random.
+    #[schema(maximum = 9223372036854775807_u64)]
     seed: Option<u64>,
 }
 
-async fn generate(
-    State(service): State<Arc<Service>>,
-    caller: Caller<HfEndpoint>,
-    JsonBody(body, _): JsonBody<Body, HfEndpoint>,
-) -> Answer<Json<serde_json::Value>> {
+/// Generate an image with the deployment's default model; blocks until it is made.
+///
+/// The model is `--default-model`, or the catalog's only model.
+#[utoipa::path(post, path = "/", operation_id = "hfEndpointGenerate", tag = tags::HF_ENDPOINT, request_body = Body,
+    responses(
+        (status = 200, description = "The image", body = Image),
+        (status = 400, description = "A bad input, named; or no default model with several in the catalog"),
+        (status = 429, description = "The tenant's rate limit, quota or waiting-requests limit is reached"),
+        (status = 500, description = "The job failed"),
+        (status = 503, description = "No worker has registered a model yet, or a backend does not answer"),
+        (status = 504, description = "The job did not finish within `--max-wait-secs`; it was canceled"),
+    ))]
+async fn generate(State(service): State<Arc<Service>>, caller: Caller<HfEndpoint>, JsonBody(body, _): JsonBody<Body, HfEndpoint>) -> Answer<Json<Image>> {
     let catalog = service.catalog().await?;
     let model = default_model(&service, &catalog)?;
     let done = service.run_to_end(&caller.tenant, translate(model, body).into(), &catalog, service.settings().max_wait).await?.succeeded()?;
     let (_, bytes) = done.images.first().ok_or_else(|| ApiError::Internal("a succeeded job without images".into()))?;
-    Ok(Json(json!({ "image": base64::engine::general_purpose::STANDARD.encode(bytes) })))
+    Ok(Json(Image { image: base64::engine::general_purpose::STANDARD.encode(bytes) }))
 }
 
 fn translate(model: String, body: Body) -> GenerationRequest {
@@ -117,5 +182,17 @@ fn default_model(service: &Service, catalog: &[ModelInfo]) -> Result<String, Api
                 catalog.len()
             ),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schemas_document_what_the_parser_accepts() {
+        use crate::openapi::testing::assert_schema_matches_parser;
+        assert_schema_matches_parser::<Body>(&["num_inference_steps"]);
+        assert_schema_matches_parser::<Params>(&["num_inference_steps"]);
     }
 }

@@ -19,17 +19,18 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use darkroom_shared::family::Family;
 use darkroom_shared::request::{GenerationRequest, OutputFormat};
 use darkroom_shared::store::cache_key;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::dialect::{Dialect, DialectError};
 use crate::error::{ApiError, PublicError};
 use crate::extract::{Caller, JsonBody, PathParam};
+use crate::openapi::{schema_of, tags, Schemas};
 use crate::service::{JobWithImages, ModelState, Service, Submission};
 
 /// The serverless API's errors: `{"error": "..."}` (400 for any bad input), and while a model
@@ -38,6 +39,18 @@ pub struct HfServerless;
 
 impl Dialect for HfServerless {
     const NAME: &'static str = "hf-serverless";
+    const TAG: &'static str = tags::HF_SERVERLESS;
+    const BODY_ERRORS: &'static [u16] = &[400, 408, 413];
+
+    fn error_schema(_status: u16) -> &'static str {
+        "HfServerlessError"
+    }
+
+    fn error_schemas() -> Schemas {
+        let mut out = Schemas::new();
+        schema_of::<HfServerlessError>(&mut out);
+        out
+    }
 
     fn field_name(canonical: &str) -> Cow<'static, str> {
         match canonical {
@@ -51,12 +64,22 @@ impl Dialect for HfServerless {
 
     fn render(e: PublicError<'_>) -> Response {
         let status = if e.error.is_bad_input() { StatusCode::BAD_REQUEST } else { e.status };
-        let body = match e.error {
-            ApiError::ModelLoading { estimated, .. } => json!({ "error": e.message, "estimated_time": estimated.as_secs_f64() }),
-            _ => json!({ "error": e.message }),
+        let estimated_time = match e.error {
+            ApiError::ModelLoading { estimated, .. } => Some(estimated.as_secs_f64()),
+            _ => None,
         };
-        (status, Json(body)).into_response()
+        (status, Json(HfServerlessError { error: e.message, estimated_time })).into_response()
     }
+}
+
+/// The serverless API's error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "Model tiny-sd15 is currently loading", "estimated_time": 20.0}))]
+pub struct HfServerlessError {
+    pub error: String,
+    /// Only while the model has no live worker (503): seconds until it may have one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_time: Option<f64>,
 }
 
 type Answer<T> = Result<T, DialectError<HfServerless>>;
@@ -69,13 +92,17 @@ const FRAMEWORK: &str = "diffusers";
 /// deployed on GPUs.
 const DEFAULT_COMPUTE_TYPE: &str = "gpu";
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new().route("/models/{*model_id}", post(generate)).route("/status/{*model_id}", get(status))
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new().routes(routes!(generate)).routes(routes!(status))
 }
 
-#[derive(Deserialize)]
+/// Hugging Face's text-to-image request; anything else is a 400 naming it.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfTextToImageRequest, example = json!({"inputs": "Astronaut riding a horse", "parameters": {"num_inference_steps": 20, "seed": 42, "target_size": {"width": 64, "height": 64}}}))]
 #[serde(deny_unknown_fields)]
 struct Body {
+    /// The prompt.
+    #[schema(max_length = 4000)]
     inputs: String,
     #[serde(default)]
     parameters: Params,
@@ -83,41 +110,96 @@ struct Body {
     options: Options,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = HfTextToImageParameters)]
 #[serde(deny_unknown_fields)]
 struct Params {
+    /// Default: diffusers' (7.5; 5.0 for SDXL).
+    #[schema(minimum = 0, maximum = 30)]
     guidance_scale: Option<f32>,
+    /// A string, or a list joined with ", ".
     negative_prompt: Option<Prompts>,
+    #[schema(minimum = 1, maximum = 150, default = 20)]
     num_inference_steps: Option<u32>,
+    /// Wins over `width`/`height`.
     target_size: Option<Size>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: Option<u32>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD
+    /// 1.x/2.x, 32 for SDXL); default: the model's native size.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: Option<u32>,
+    /// A diffusers scheduler class (`DPMSolverMultistepScheduler`...) or an A1111 sampler
+    /// name; an incompatible one is a 400.
+    #[schema(default = "EulerAncestralDiscreteScheduler")]
     scheduler: Option<String>,
+    /// Default: random.
+    #[schema(maximum = 9223372036854775807_u64)]
     seed: Option<u64>,
 }
 
 /// `negative_prompt` is a string in the current spec and a list in the older one.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfNegativePrompt)]
 #[serde(untagged)]
 enum Prompts {
     One(String),
     Many(Vec<String>),
 }
 
-#[derive(Deserialize)]
+/// The image's size in pixels, multiples of the model's `size_multiple` (`GET /v1/models`).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = HfTargetSize)]
 #[serde(deny_unknown_fields)]
 struct Size {
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     width: u32,
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8)]
     height: u32,
 }
 
-#[derive(Deserialize, Default)]
+/// The headers' equivalents (a header wins).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[schema(as = HfOptions)]
 #[serde(deny_unknown_fields)]
 struct Options {
+    #[schema(default = true)]
     use_cache: Option<bool>,
+    #[schema(default = false)]
     wait_for_model: Option<bool>,
 }
 
+/// Generate an image; answers its bytes.
+///
+/// One image per request, in the format `Accept` asks for: `image/png`, `image/jpeg` or
+/// `image/webp` (the first it names); JPEG for none, `*/*` or `image/*`. A request identical to an earlier
+/// succeeded one of the same tenant is answered from the stored image unless `x-use-cache` is
+/// false.
+#[utoipa::path(post, path = "/models/{*model_id}", operation_id = "hfTextToImage", tag = tags::HF_SERVERLESS, request_body = Body,
+    params(
+        ("model_id" = String, Path, description = "A catalog model id or a configured alias (may contain `/`)", example = "tiny-sd15"),
+        ("x-use-cache" = Option<bool>, Header, description = "Answer an identical earlier request from its stored image (default true)"),
+        ("x-wait-for-model" = Option<bool>, Header, description = "With no live worker for the model: queue and wait instead of a 503 (default false)"),
+    ),
+    responses(
+        (status = 200, description = "The image's bytes", content(("image/png"), ("image/jpeg"), ("image/webp")),
+            headers(
+                ("x-compute-type" = String, description = "`darkroom`, or `cache`"),
+                ("x-compute-time" = String, description = "Seconds the job ran"),
+                ("x-compute-images" = String, description = "`1`"),
+                ("x-darkroom-job" = String, description = "The job id (`/v1/jobs/{id}`)"),
+                ("x-darkroom-seed" = String, description = "The image's seed"),
+            )),
+        (status = 400, description = "A bad input (body field or header), named"),
+        (status = 404, description = "No such model"),
+        (status = 406, description = "`Accept` names none of the image types we make"),
+        (status = 429, description = "The tenant's rate limit, quota or waiting-requests limit is reached"),
+        (status = 500, description = "The job failed"),
+        (status = 503, description = "The model has no live worker (`estimated_time`; send `x-wait-for-model: true` to wait), or a backend does not answer"),
+        (status = 504, description = "The job did not finish within `--max-wait-secs`; it was canceled"),
+    ))]
 async fn generate(
     State(service): State<Arc<Service>>,
     caller: Caller<HfServerless>,
@@ -149,27 +231,49 @@ async fn generate(
     image_response(done, "darkroom")
 }
 
-/// `GET /status/{model_id}`: whether a live worker serves the model (`Loaded`), or it is in the
-/// catalog and a worker would load it (`Loadable`); 404 for a model not in the catalog.
+/// `GET /status/{model_id}`'s answer, as the Inference API's status route gives it.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = HfModelStatus, example = json!({"loaded": true, "state": "Loaded", "compute_type": "gpu", "framework": "diffusers"}))]
+struct ModelStatus {
+    /// Whether a live worker serves the model.
+    loaded: bool,
+    /// `Loaded` (a live worker serves it) or `Loadable` (in the catalog; a worker would load it).
+    #[schema(pattern = "^(Loaded|Loadable)$")]
+    state: &'static str,
+    /// `gpu` or `cpu`: what its live workers run on, else its newest recorded start's, else `gpu`.
+    #[schema(pattern = "^(gpu|cpu)$")]
+    compute_type: &'static str,
+    /// Always `diffusers`.
+    framework: &'static str,
+}
+
+/// Whether a live worker serves the model (`Loaded`), or it is in the catalog and a worker would
+/// load it (`Loadable`); 404 for a model not in the catalog.
+#[utoipa::path(get, path = "/status/{*model_id}", operation_id = "hfModelStatus", tag = tags::HF_SERVERLESS,
+    params(("model_id" = String, Path, description = "A catalog model id or a configured alias (may contain `/`)", example = "tiny-sd15")),
+    responses(
+        (status = 200, description = "The model's state", body = ModelStatus),
+        (status = 404, description = "No such model"),
+    ))]
 async fn status(
     State(service): State<Arc<Service>>,
     _caller: Caller<HfServerless>,
     PathParam(model, _): PathParam<String, HfServerless>,
-) -> Answer<Json<serde_json::Value>> {
+) -> Answer<Json<ModelStatus>> {
     match service.model_state(&service.resolve_alias(&model)).await? {
         Some(state) => Ok(Json(status_body(&state))),
         None => Err(ApiError::NotFound(format!("Model {model} does not exist")).into()),
     }
 }
 
-fn status_body(state: &ModelState) -> serde_json::Value {
+fn status_body(state: &ModelState) -> ModelStatus {
     let loaded = state.live_workers > 0;
     let compute_type = match state.provider.as_deref() {
         Some("cuda") => "gpu",
         Some("cpu") => "cpu",
         _ => DEFAULT_COMPUTE_TYPE,
     };
-    json!({"loaded": loaded, "state": if loaded { "Loaded" } else { "Loadable" }, "compute_type": compute_type, "framework": FRAMEWORK})
+    ModelStatus { loaded, state: if loaded { "Loaded" } else { "Loadable" }, compute_type, framework: FRAMEWORK }
 }
 
 fn translate(model: String, family: Family, inputs: String, p: Params, format: OutputFormat) -> GenerationRequest {
@@ -248,6 +352,8 @@ fn flag(headers: &HeaderMap, name: &'static str) -> Result<Option<bool>, ApiErro
 mod tests {
     use std::time::Duration;
 
+    use serde_json::json;
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -256,6 +362,15 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn the_schemas_document_what_the_parser_accepts() {
+        use crate::openapi::testing::assert_schema_matches_parser;
+        assert_schema_matches_parser::<Body>(&[]);
+        assert_schema_matches_parser::<Params>(&[]);
+        assert_schema_matches_parser::<Size>(&[]);
+        assert_schema_matches_parser::<Options>(&[]);
     }
 
     #[test]
@@ -272,9 +387,9 @@ mod tests {
     #[test]
     fn status_shapes() {
         let state = |live_workers, provider: Option<&str>| ModelState { live_workers, provider: provider.map(String::from), estimated_load: Duration::ZERO };
-        assert_eq!(status_body(&state(2, Some("cuda"))), json!({"loaded": true, "state": "Loaded", "compute_type": "gpu", "framework": "diffusers"}));
-        assert_eq!(status_body(&state(0, Some("cpu"))), json!({"loaded": false, "state": "Loadable", "compute_type": "cpu", "framework": "diffusers"}));
-        assert_eq!(status_body(&state(0, None))["compute_type"], "gpu");
+        assert_eq!(json!(status_body(&state(2, Some("cuda")))), json!({"loaded": true, "state": "Loaded", "compute_type": "gpu", "framework": "diffusers"}));
+        assert_eq!(json!(status_body(&state(0, Some("cpu")))), json!({"loaded": false, "state": "Loadable", "compute_type": "cpu", "framework": "diffusers"}));
+        assert_eq!(status_body(&state(0, None)).compute_type, "gpu");
     }
 
     #[test]

@@ -8,32 +8,45 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use darkroom_shared::request::GenerationRequest;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::view::{content_type, job_url, JobList, JobView};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
+use crate::openapi::tags;
 use crate::service::{Outcome, Service, Submission, Wait};
 
 /// Page sizes of `GET /v1/jobs`.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 100;
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/v1/jobs", post(create).get(list))
-        .route("/v1/jobs/{id}", get(show))
-        .route("/v1/jobs/{id}/cancel", post(cancel))
-        .route("/v1/jobs/{id}/images/{index}", get(image))
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new().routes(routes!(create, list)).routes(routes!(show)).routes(routes!(cancel)).routes(routes!(image))
 }
 
-/// `POST /v1/jobs`: 202 with the queued job; with `Prefer: wait[=N]`, 200 with the finished job
-/// (images inline) or 202 with the job as it stands when the wait ends. With an
-/// `Idempotency-Key` already used for the same request: 200 with that job as it stands.
+/// Submit a job.
+///
+/// 202 with the queued job; with `Prefer: wait[=N]`, 200 with the finished job (images inline)
+/// or 202 with the job as it stands when the wait ends. With an `Idempotency-Key` already used
+/// for the same request: 200 with that job as it stands.
+#[utoipa::path(post, path = "/v1/jobs", operation_id = "createJob", tag = tags::NATIVE,
+    request_body = GenerationRequest,
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait` (up to `--max-wait-secs`) or `wait=N` seconds: answer when the job is done (RFC 7240)", example = "wait=60"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a second submission with the key and the same request gets the first one's job (24 hours)", max_length = 255, min_length = 1),
+    ),
+    responses(
+        (status = 200, description = "The finished job, images inline (`Prefer: wait`); or the job of an earlier submission with the same `Idempotency-Key`", body = JobView),
+        (status = 202, description = "The job, queued or running", body = JobView,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 409, description = "The `Idempotency-Key` was used for a different request"),
+        (status = 429, description = "The tenant's rate limit, queued-jobs quota or waiting-requests limit is reached"),
+    ))]
 async fn create(
     State(service): State<Arc<Service>>,
     caller: Caller,
@@ -57,18 +70,38 @@ async fn create(
     Ok(response)
 }
 
-/// `GET /v1/jobs/{id}`.
+/// A job: status, progress, queue position, timings, error, image links.
+#[utoipa::path(get, path = "/v1/jobs/{id}", operation_id = "getJob", tag = tags::NATIVE,
+    params(("id" = String, Path, description = "The job's id (another tenant's job is not found)", example = "0190e0a4-0000-7000-8000-000000000000")),
+    responses((status = 200, description = "The job", body = JobView), (status = 404, description = "No such job for this tenant")))]
 async fn show(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Json<JobView>, ApiError> {
     Ok(Json(service.job(caller.tenant.id, job.id).await?.into()))
 }
 
-/// `POST /v1/jobs/{id}/cancel`: the job after the request (queued: canceled at once; running:
-/// `cancel_requested`, it stops at its next step; finished: unchanged).
+/// Cancel a job.
+///
+/// The job after the request (queued: canceled at once; running: `cancel_requested`, it stops
+/// at its next step; finished: unchanged).
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", operation_id = "cancelJob", tag = tags::NATIVE,
+    params(("id" = String, Path, description = "The job's id", example = "0190e0a4-0000-7000-8000-000000000000")),
+    responses((status = 200, description = "The job after the request", body = JobView), (status = 404, description = "No such job for this tenant")))]
 async fn cancel(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Json<JobView>, ApiError> {
     Ok(Json(service.cancel(caller.tenant.id, job.id).await?.into()))
 }
 
-/// `GET /v1/jobs/{id}/images/{index}`: the image's bytes with their Content-Type.
+/// An image of a job: its bytes, with their Content-Type.
+#[utoipa::path(get, path = "/v1/jobs/{id}/images/{index}", operation_id = "getJobImage", tag = tags::NATIVE,
+    params(
+        ("id" = String, Path, description = "The job's id", example = "0190e0a4-0000-7000-8000-000000000000"),
+        ("index" = String, Path, description = "The image's index, from 0", example = "0"),
+    ),
+    responses(
+        (status = 200, description = "The image", content(
+            ("image/png"), ("image/jpeg"), ("image/webp"),
+        ), headers(("Cache-Control" = String))),
+        (status = 404, description = "No such job for this tenant, or no such image"),
+        (status = 410, description = "Retention deleted the job's images"),
+    ))]
 async fn image(State(service): State<Arc<Service>>, caller: Caller, job: JobRef) -> Result<Response, ApiError> {
     let index = job.index.ok_or_else(|| ApiError::NotFound(format!("job {} has no such image", job.id)))?;
     let (format, bytes) = service.image(caller.tenant.id, job.id, index).await?;
@@ -76,13 +109,25 @@ async fn image(State(service): State<Arc<Service>>, caller: Caller, job: JobRef)
     Ok((headers, bytes).into_response())
 }
 
-#[derive(Deserialize)]
+/// `GET /v1/jobs`'s query (read as text, so that a bad value is our 422 naming it).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Jobs per page, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
+    /// The `next` of the previous page: jobs older than this one.
+    #[param(value_type = Option<Uuid>)]
     before: Option<String>,
 }
 
-/// `GET /v1/jobs?limit=&before=`: the caller's jobs, newest first.
+/// The caller's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", operation_id = "listJobs", tag = tags::NATIVE, params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs; `next` is the `before` of the following page", body = JobList),
+        (status = 400, description = "The query string cannot be read"),
+        (status = 422, description = "`limit` or `before` is refused"),
+    ))]
 async fn list(State(service): State<Arc<Service>>, caller: Caller, params: Result<Query<ListParams>, QueryRejection>) -> Result<Json<JobList>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::Malformed { field: None, message: format!("the query string cannot be read: {}", e.body_text()) })?;
     let limit = match params.limit.as_deref() {

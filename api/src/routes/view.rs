@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::service::{JobDetails, JobWithImages};
 
 /// A job as `GET /v1/jobs/{id}` shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobView {
     pub id: Uuid,
     pub status: JobStatus,
@@ -36,16 +36,17 @@ pub struct JobView {
     pub links: Links,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub step: i32,
     pub total: i32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ImageView {
     pub index: i32,
     pub seed: i64,
+    /// `image/png`, `image/jpeg` or `image/webp`.
     pub content_type: &'static str,
     pub width: i32,
     pub height: i32,
@@ -55,7 +56,7 @@ pub struct ImageView {
     pub b64_json: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Links {
     #[serde(rename = "self")]
     pub this: String,
@@ -63,7 +64,7 @@ pub struct Links {
 }
 
 /// A page of `GET /v1/jobs`: `next` is the `before` cursor of the following page.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct JobList {
     pub data: Vec<JobView>,
     pub next: Option<Uuid>,

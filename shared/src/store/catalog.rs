@@ -14,6 +14,8 @@ pub struct ModelEntry {
     pub id: String,
     pub family: Family,
     pub native_size: i32,
+    /// Width and height must be multiples of this (pixels): 8 × the UNet's downsampling.
+    pub size_multiple: i32,
     pub img2img: bool,
 }
 
@@ -24,6 +26,8 @@ pub struct ModelInfo {
     #[sqlx(try_from = "String")]
     pub family: Family,
     pub native_size: i32,
+    /// Width and height must be multiples of this (pixels).
+    pub size_multiple: i32,
     pub img2img: bool,
     pub live_workers: i64,
 }
@@ -38,13 +42,14 @@ impl Store {
         let mut tx = self.pool().begin().await?;
         for m in models {
             sqlx::query(
-                "INSERT INTO models (id, family, native_size, img2img) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (id) DO UPDATE SET family = $2, native_size = $3, img2img = $4, updated_at = now()",
+                "INSERT INTO models (id, family, native_size, img2img, size_multiple) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET family = $2, native_size = $3, img2img = $4, size_multiple = $5, updated_at = now()",
             )
             .bind(&m.id)
             .bind(m.family.name())
             .bind(m.native_size)
             .bind(m.img2img)
+            .bind(m.size_multiple)
             .execute(&mut *tx)
             .await?;
         }
@@ -76,7 +81,7 @@ impl Store {
     /// The catalog with live worker counts (`live` is the heartbeat window).
     pub async fn list_models(&self, live: Duration) -> Result<Vec<ModelInfo>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT m.id, m.family, m.native_size, m.img2img,
+            "SELECT m.id, m.family, m.native_size, m.size_multiple, m.img2img,
                     (SELECT count(*) FROM workers w WHERE m.id = ANY (w.models) AND w.stopped_at IS NULL
                        AND w.last_seen > now() - make_interval(secs => $1)) AS live_workers
              FROM models m ORDER BY m.id",
@@ -88,7 +93,7 @@ impl Store {
 
     pub async fn model(&self, id: &str, live: Duration) -> Result<Option<ModelInfo>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT m.id, m.family, m.native_size, m.img2img,
+            "SELECT m.id, m.family, m.native_size, m.size_multiple, m.img2img,
                     (SELECT count(*) FROM workers w WHERE m.id = ANY (w.models) AND w.stopped_at IS NULL
                        AND w.last_seen > now() - make_interval(secs => $2)) AS live_workers
              FROM models m WHERE m.id = $1",

@@ -9,17 +9,21 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::get;
+use axum::Json;
 use darkroom_shared::job::{Job, JobStatus};
 use darkroom_shared::request::OutputFormat;
 use darkroom_shared::sampler::Sampler;
 use darkroom_shared::store::ModelInfo;
 use darkroom_shared::validate::ValidationError;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonBody};
+use crate::openapi::tags;
 use crate::service::Service;
 
 mod errors;
@@ -28,7 +32,7 @@ mod translate;
 
 use errors::Answer;
 pub use errors::A1111;
-use models::{Progress, ProgressState, SamplerItem, SchedulerItem, SdModel};
+use models::{GenerateResponse, Img2ImgRequest, Progress, ProgressState, SamplerItem, SchedulerItem, SdModel, Txt2ImgRequest};
 
 /// The option key holding the tenant's checkpoint.
 const CHECKPOINT: &str = "sd_model_checkpoint";
@@ -37,26 +41,52 @@ const SAMPLES_FORMAT: &str = "samples_format";
 /// The longest a txt2img/img2img request blocks for its job (A1111 blocks until done).
 const LONGEST_RUN: Duration = Duration::from_secs(3600);
 
-pub fn router() -> Router<Arc<Service>> {
-    Router::new()
-        .route("/sdapi/v1/txt2img", post(txt2img))
-        .route("/sdapi/v1/img2img", post(img2img))
-        .route("/sdapi/v1/sd-models", get(sd_models))
-        .route("/sdapi/v1/options", get(get_options).post(set_options))
-        .route("/sdapi/v1/samplers", get(samplers))
-        .route("/sdapi/v1/schedulers", get(schedulers))
-        .route("/sdapi/v1/progress", get(progress))
-        .route("/sdapi/v1/interrupt", post(interrupt))
-        .route("/sdapi/v1/skip", post(interrupt))
-        .route("/sdapi/v1/scripts", get(scripts))
+pub fn router() -> OpenApiRouter<Arc<Service>> {
+    OpenApiRouter::new()
+        .routes(routes!(txt2img))
+        .routes(routes!(img2img))
+        .routes(routes!(sd_models))
+        .routes(routes!(get_options, set_options))
+        .routes(routes!(samplers))
+        .routes(routes!(schedulers))
+        .routes(routes!(progress))
+        .routes(routes!(interrupt))
+        .routes(routes!(skip))
+        .routes(routes!(scripts))
+        // FastAPI's 404 for the routes A1111 has and we do not (not part of the API).
         .route("/sdapi/v1/", get(not_found).post(not_found))
         .route("/sdapi/v1/{*rest}", get(not_found).post(not_found))
 }
 
+/// Generate images from a prompt; blocks until the job ends.
+///
+/// An ordinary job of the caller's tenant (same validation, queue and limits as
+/// `POST /v1/jobs`, visible at `/v1/jobs/{id}`: `info.job_id`). An interrupted job answers 200
+/// with no images.
+#[utoipa::path(post, path = "/sdapi/v1/txt2img", operation_id = "a1111Txt2img", tag = tags::A1111, request_body = Txt2ImgRequest,
+    responses(
+        (status = 200, description = "The images (base64 PNG, JPEG or WebP per `samples_format`), the request echoed with defaults, and `info`", body = GenerateResponse),
+        (status = 400, description = "Sampler not found (HTTPException), or an unknown `override_settings.sd_model_checkpoint` (RuntimeError)"),
+        (status = 429, description = "The tenant's rate limit, quota or waiting-requests limit is reached"),
+        (status = 500, description = "The job failed (RuntimeError)"),
+        (status = 503, description = "No worker has registered a model yet, or a backend does not answer"),
+        (status = 504, description = "The job did not finish in time; it was canceled"),
+    ))]
 async fn txt2img(State(s): State<Arc<Service>>, caller: Caller<A1111>, JsonBody(body, _): JsonBody<Value, A1111>) -> Answer<Response> {
     generate(&s, caller, body, false).await
 }
 
+/// Generate images from an init image and a prompt; blocks until the job ends.
+#[utoipa::path(post, path = "/sdapi/v1/img2img", operation_id = "a1111Img2img", tag = tags::A1111, request_body = Img2ImgRequest,
+    responses(
+        (status = 200, description = "As txt2img", body = GenerateResponse),
+        (status = 400, description = "Sampler not found (HTTPException), or an unknown `override_settings.sd_model_checkpoint` (RuntimeError)"),
+        (status = 404, description = "Init image not found (no `init_images`)"),
+        (status = 429, description = "The tenant's rate limit, quota or waiting-requests limit is reached"),
+        (status = 500, description = "The job failed (RuntimeError)"),
+        (status = 503, description = "No worker has registered a model yet, or a backend does not answer"),
+        (status = 504, description = "The job did not finish in time; it was canceled"),
+    ))]
 async fn img2img(State(s): State<Arc<Service>>, caller: Caller<A1111>, JsonBody(body, _): JsonBody<Value, A1111>) -> Answer<Response> {
     generate(&s, caller, body, true).await
 }
@@ -123,6 +153,8 @@ fn samples_format(value: Option<&Value>) -> Result<OutputFormat, ApiError> {
     }
 }
 
+/// The catalog as checkpoints (`title` is the model id; `hash` and `sha256` are null).
+#[utoipa::path(get, path = "/sdapi/v1/sd-models", operation_id = "a1111SdModels", tag = tags::A1111, responses((status = 200, description = "The checkpoints", body = Vec<SdModel>)))]
 async fn sd_models(State(service): State<Arc<Service>>, _caller: Caller<A1111>) -> Answer<Json<Vec<SdModel>>> {
     let models = service.catalog().await?;
     Ok(Json(
@@ -130,7 +162,14 @@ async fn sd_models(State(service): State<Arc<Service>>, _caller: Caller<A1111>) 
     ))
 }
 
-/// A1111's defaults for the options we report, overlaid with the tenant's own.
+/// The tenant's options: A1111's defaults for those we report, overlaid with the tenant's own;
+/// `sd_model_checkpoint` is the model txt2img runs.
+#[utoipa::path(get, path = "/sdapi/v1/options", operation_id = "a1111GetOptions", tag = tags::A1111,
+    responses(
+        (status = 200, description = "The options", body = HashMap<String, serde_json::Value>,
+            example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "png", "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1})),
+        (status = 503, description = "No worker has registered a model yet, or a backend does not answer"),
+    ))]
 async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Map<String, Value>>> {
     let stored = tenant_options(&service, caller.tenant.id).await?;
     let mut options: Map<String, Value> = match json!({
@@ -146,8 +185,18 @@ async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>)
     Ok(Json(options))
 }
 
-/// Set options for the caller's tenant only. The checkpoint must name a catalog model (stored
-/// as its title); `samples_format` must be one we encode; other options are kept as given.
+/// Set options for the caller's tenant only.
+///
+/// `sd_model_checkpoint` must name a catalog model (stored as its title); `samples_format` must
+/// be `png`, `jpg` or `webp`; other options are kept as given (at most `--max-options-keys`
+/// keys and `--max-options-bytes` bytes, no NUL character).
+#[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111SetOptions", tag = tags::A1111,
+    request_body(content = HashMap<String, serde_json::Value>, example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "webp"})),
+    responses(
+        (status = 200, description = "Stored", body = JsonNull),
+        (status = 400, description = "An unknown `sd_model_checkpoint` (RuntimeError)"),
+        (status = 503, description = "No worker has registered a model yet, or a backend does not answer"),
+    ))]
 async fn set_options(
     State(service): State<Arc<Service>>,
     caller: Caller<A1111>,
@@ -184,6 +233,8 @@ fn has_nul(value: &Value) -> bool {
     }
 }
 
+/// The samplers we implement (their Karras variants are `scheduler: karras`).
+#[utoipa::path(get, path = "/sdapi/v1/samplers", operation_id = "a1111Samplers", tag = tags::A1111, responses((status = 200, description = "The samplers", body = Vec<SamplerItem>)))]
 async fn samplers(_caller: Caller<A1111>) -> Answer<Json<Vec<SamplerItem>>> {
     let items = Sampler::names()
         .into_iter()
@@ -194,6 +245,8 @@ async fn samplers(_caller: Caller<A1111>) -> Answer<Json<Vec<SamplerItem>>> {
     Ok(Json(items))
 }
 
+/// The schedulers we implement: `automatic` and `karras`.
+#[utoipa::path(get, path = "/sdapi/v1/schedulers", operation_id = "a1111Schedulers", tag = tags::A1111, responses((status = 200, description = "The schedulers", body = Vec<SchedulerItem>)))]
 async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> {
     Ok(Json(vec![
         SchedulerItem { name: "automatic", label: "Automatic", aliases: None, default_rho: -1.0, need_inner_model: false },
@@ -203,6 +256,7 @@ async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> 
 
 /// The caller's current job (the oldest running one, else the oldest queued), as A1111's
 /// global `progress`: another tenant's work is never visible.
+#[utoipa::path(get, path = "/sdapi/v1/progress", operation_id = "a1111Progress", tag = tags::A1111, responses((status = 200, description = "Progress of the caller's current job", body = Progress)))]
 async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Progress>> {
     let (current, job_count) = service.current_job(caller.tenant.id).await?;
     let current: Option<&Job> = current.as_ref();
@@ -226,16 +280,46 @@ async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) ->
 }
 
 /// Stop the caller's running jobs at their next step (queued jobs are left to run, as A1111's
-/// interrupt only stops the current generation). `skip` is the same: a job is one generation.
-async fn interrupt(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Value>> {
+/// interrupt only stops the current generation).
+#[utoipa::path(post, path = "/sdapi/v1/interrupt", operation_id = "a1111Interrupt", tag = tags::A1111, responses((status = 200, description = "Done", body = Empty)))]
+async fn interrupt(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Empty>> {
     service.interrupt_running(caller.tenant.id).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
+}
+
+/// As interrupt: a job is one generation.
+#[utoipa::path(post, path = "/sdapi/v1/skip", operation_id = "a1111Skip", tag = tags::A1111, responses((status = 200, description = "Done", body = Empty)))]
+async fn skip(state: State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Empty>> {
+    interrupt(state, caller).await
 }
 
 /// No scripts are installed (clients such as webuiapi probe this for extensions).
-async fn scripts(_caller: Caller<A1111>) -> Answer<Json<Value>> {
-    Ok(Json(json!({"txt2img": [], "img2img": []})))
+#[utoipa::path(get, path = "/sdapi/v1/scripts", operation_id = "a1111Scripts", tag = tags::A1111, responses((status = 200, description = "No scripts", body = ScriptList)))]
+async fn scripts(_caller: Caller<A1111>) -> Answer<Json<ScriptList>> {
+    Ok(Json(ScriptList { txt2img: Vec::new(), img2img: Vec::new() }))
 }
+
+/// `{}`.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Empty {}
+
+/// The installed scripts: none.
+#[derive(Serialize, utoipa::ToSchema)]
+struct ScriptList {
+    txt2img: Vec<String>,
+    img2img: Vec<String>,
+}
+
+/// JSON's `null`, for the document.
+struct JsonNull;
+
+impl utoipa::PartialSchema for JsonNull {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null).into()
+    }
+}
+
+impl utoipa::ToSchema for JsonNull {}
 
 /// FastAPI's answer for a route it does not have.
 async fn not_found() -> Response {

@@ -98,17 +98,19 @@ pub struct Fields {
 }
 
 /// The answer of txt2img and img2img.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GenerateResponse {
     /// Base64 images, without a `data:` prefix; empty when `send_images` is false.
     pub images: Vec<String>,
+    /// The request, with A1111's defaults filled in.
+    #[schema(value_type = Object)]
     pub parameters: Value,
     /// `Processed.js()`: a JSON document in a string.
     pub info: String,
 }
 
 /// One entry of `GET /sdapi/v1/sd-models`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SdModel {
     pub title: String,
     pub model_name: String,
@@ -119,25 +121,30 @@ pub struct SdModel {
 }
 
 /// One entry of `GET /sdapi/v1/samplers`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SamplerItem {
     pub name: String,
     pub aliases: Vec<String>,
+    #[schema(value_type = Object)]
     pub options: Map<String, Value>,
 }
 
 /// One entry of `GET /sdapi/v1/schedulers`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct SchedulerItem {
+    #[schema(value_type = String)]
     pub name: &'static str,
+    #[schema(value_type = String)]
     pub label: &'static str,
+    #[schema(value_type = Option<Vec<String>>)]
     pub aliases: Option<Vec<&'static str>>,
     pub default_rho: f64,
     pub need_inner_model: bool,
 }
 
 /// `GET /sdapi/v1/progress`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = A1111Progress)]
 pub struct Progress {
     pub progress: f64,
     pub eta_relative: f64,
@@ -147,7 +154,8 @@ pub struct Progress {
 }
 
 /// `shared.state.dict()`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = A1111ProgressState)]
 pub struct ProgressState {
     pub skipped: bool,
     pub interrupted: bool,
@@ -158,4 +166,242 @@ pub struct ProgressState {
     pub job_no: i64,
     pub sampling_step: i64,
     pub sampling_steps: i64,
+}
+
+/// The body of `POST /sdapi/v1/txt2img` (A1111's `StableDiffusionTxt2ImgProcessingAPI`), for the
+/// OpenAPI document: the body is read by [`Fields`] and merged over [`txt2img_defaults`], which a
+/// test keeps equal to these fields. Bounds are ours (the job's validation); other fields are
+/// accepted and echoed in `parameters`; unknown ones are ignored. Refused with a 422 naming
+/// them: `enable_hr`, `alwayson_scripts` (non-empty), `script_name`, `restore_faces`, `tiling`,
+/// `subseed_strength > 0`, `styles` (non-empty), `refiner_checkpoint`, `infotext`.
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({
+    "prompt": "apple", "negative_prompt": "red", "sampler_name": "DPM++ 2M Karras", "seed": 985454925,
+    "cfg_scale": 7, "steps": 20, "width": 512, "height": 512
+}))]
+pub struct Txt2ImgRequest {
+    #[schema(max_length = 4000, default = "")]
+    prompt: Option<String>,
+    #[schema(max_length = 4000, default = "")]
+    negative_prompt: Option<String>,
+    /// Prompt styles: not supported (non-empty is refused).
+    styles: Option<Vec<String>>,
+    /// -1: random; image *i* uses seed + *i*.
+    #[schema(minimum = -1, maximum = 9223372036854775807_i64, default = -1)]
+    seed: Option<i64>,
+    #[schema(default = -1)]
+    subseed: Option<i64>,
+    /// Variation seeds: not supported (above 0 is refused).
+    #[schema(default = 0)]
+    subseed_strength: Option<f64>,
+    #[schema(default = -1)]
+    seed_resize_from_h: Option<i64>,
+    #[schema(default = -1)]
+    seed_resize_from_w: Option<i64>,
+    /// An A1111 sampler name (`Euler`, `Euler a`, `DPM++ 2M Karras`, legacy `k_lms_ka`...);
+    /// unknown: 400 "Sampler not found".
+    #[schema(example = "DPM++ 2M Karras")]
+    sampler_name: Option<String>,
+    /// `automatic` or `karras`.
+    #[schema(example = "karras")]
+    scheduler: Option<String>,
+    /// Images per batch; `batch_size × n_iter` at most 8.
+    #[schema(minimum = 1, maximum = 8, default = 1)]
+    batch_size: Option<i64>,
+    /// Batches; `batch_size × n_iter` at most 8.
+    #[schema(minimum = 1, maximum = 8, default = 1)]
+    n_iter: Option<i64>,
+    #[schema(minimum = 1, maximum = 150, default = 50)]
+    steps: Option<i64>,
+    #[schema(minimum = 0, maximum = 30, default = 7.0)]
+    cfg_scale: Option<f64>,
+    /// Pixels, a multiple of the model's `size_multiple` (`GET /v1/models`; 64 for SD 1.x/2.x,
+    /// 32 for SDXL), 64 to 1024 for SD 1.x/2.x models, to 2048 for SDXL.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8, default = 512)]
+    width: Option<i64>,
+    /// Pixels, as `width`.
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8, default = 512)]
+    height: Option<i64>,
+    /// Face restoration: not supported (true is refused).
+    restore_faces: Option<bool>,
+    /// Tiling: not supported (true is refused).
+    tiling: Option<bool>,
+    #[schema(default = false)]
+    do_not_save_samples: Option<bool>,
+    #[schema(default = false)]
+    do_not_save_grid: Option<bool>,
+    eta: Option<f64>,
+    /// img2img only: how much of the init image is re-noised.
+    #[schema(exclusive_minimum = 0, maximum = 1, default = 0.75)]
+    denoising_strength: Option<f64>,
+    s_min_uncond: Option<f64>,
+    s_churn: Option<f64>,
+    s_tmax: Option<f64>,
+    s_tmin: Option<f64>,
+    s_noise: Option<f64>,
+    /// For this request only: `sd_model_checkpoint` (a catalog model; unknown: 400
+    /// RuntimeError) and `samples_format` (`png`, `jpg`, `webp`).
+    #[schema(value_type = Option<Object>, example = json!({"sd_model_checkpoint": "tiny-sd15"}))]
+    override_settings: Option<Map<String, Value>>,
+    #[schema(default = true)]
+    override_settings_restore_afterwards: Option<bool>,
+    /// A refiner: not supported (a name other than `None` is refused).
+    refiner_checkpoint: Option<String>,
+    refiner_switch_at: Option<f64>,
+    #[schema(default = false)]
+    disable_extra_networks: Option<bool>,
+    firstpass_image: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    comments: Option<Map<String, Value>>,
+    /// Hires fix: not supported (true is refused).
+    #[schema(default = false)]
+    enable_hr: Option<bool>,
+    #[schema(default = 0)]
+    firstphase_width: Option<i64>,
+    #[schema(default = 0)]
+    firstphase_height: Option<i64>,
+    #[schema(default = 2.0)]
+    hr_scale: Option<f64>,
+    hr_upscaler: Option<String>,
+    #[schema(default = 0)]
+    hr_second_pass_steps: Option<i64>,
+    #[schema(default = 0)]
+    hr_resize_x: Option<i64>,
+    #[schema(default = 0)]
+    hr_resize_y: Option<i64>,
+    hr_checkpoint_name: Option<String>,
+    hr_sampler_name: Option<String>,
+    hr_scheduler: Option<String>,
+    #[schema(default = "")]
+    hr_prompt: Option<String>,
+    #[schema(default = "")]
+    hr_negative_prompt: Option<String>,
+    force_task_id: Option<String>,
+    /// The sampler, when `sampler_name` is not given.
+    #[schema(default = "Euler")]
+    sampler_index: Option<String>,
+    /// Scripts: not supported (a name is refused).
+    script_name: Option<String>,
+    #[schema(value_type = Option<Vec<Object>>, default = json!([]))]
+    script_args: Option<Vec<Value>>,
+    /// false: the answer's `images` is empty.
+    #[schema(default = true)]
+    send_images: Option<bool>,
+    #[schema(default = false)]
+    save_images: Option<bool>,
+    /// Always-on scripts: not supported (non-empty is refused).
+    #[schema(value_type = Option<Object>, default = json!({}))]
+    alwayson_scripts: Option<Map<String, Value>>,
+    /// Filling fields from an infotext: not supported (non-empty is refused).
+    infotext: Option<String>,
+}
+
+/// The body of `POST /sdapi/v1/img2img` (A1111's `StableDiffusionImg2ImgProcessingAPI`): the
+/// txt2img fields without the hires ones, with the init image (required) and A1111's
+/// inpainting fields (`mask` is refused: no inpainting). Kept equal to [`img2img_defaults`] by
+/// a test.
+#[allow(dead_code)]
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({
+    "prompt": "an oil painting",
+    "init_images": ["iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAIAAACQkWg2AAAAFklEQVR42mM4UaFBEmIY1TCqYfhqAAADaGgQ4a3ZQQAAAABJRU5ErkJggg=="],
+    "denoising_strength": 0.6, "sampler_name": "Euler", "steps": 10, "width": 64, "height": 64
+}))]
+pub struct Img2ImgRequest {
+    #[schema(max_length = 4000, default = "")]
+    prompt: Option<String>,
+    #[schema(max_length = 4000, default = "")]
+    negative_prompt: Option<String>,
+    styles: Option<Vec<String>>,
+    #[schema(minimum = -1, maximum = 9223372036854775807_i64, default = -1)]
+    seed: Option<i64>,
+    #[schema(default = -1)]
+    subseed: Option<i64>,
+    #[schema(default = 0)]
+    subseed_strength: Option<f64>,
+    #[schema(default = -1)]
+    seed_resize_from_h: Option<i64>,
+    #[schema(default = -1)]
+    seed_resize_from_w: Option<i64>,
+    sampler_name: Option<String>,
+    scheduler: Option<String>,
+    #[schema(minimum = 1, maximum = 8, default = 1)]
+    batch_size: Option<i64>,
+    #[schema(minimum = 1, maximum = 8, default = 1)]
+    n_iter: Option<i64>,
+    #[schema(minimum = 1, maximum = 150, default = 50)]
+    steps: Option<i64>,
+    #[schema(minimum = 0, maximum = 30, default = 7.0)]
+    cfg_scale: Option<f64>,
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8, default = 512)]
+    width: Option<i64>,
+    #[schema(minimum = 64, maximum = 2048, multiple_of = 8, default = 512)]
+    height: Option<i64>,
+    restore_faces: Option<bool>,
+    tiling: Option<bool>,
+    #[schema(default = false)]
+    do_not_save_samples: Option<bool>,
+    #[schema(default = false)]
+    do_not_save_grid: Option<bool>,
+    eta: Option<f64>,
+    /// How much of the init image is re-noised; at least 1/steps.
+    #[schema(exclusive_minimum = 0, maximum = 1, default = 0.75)]
+    denoising_strength: Option<f64>,
+    s_min_uncond: Option<f64>,
+    s_churn: Option<f64>,
+    s_tmax: Option<f64>,
+    s_tmin: Option<f64>,
+    s_noise: Option<f64>,
+    #[schema(value_type = Option<Object>)]
+    override_settings: Option<Map<String, Value>>,
+    #[schema(default = true)]
+    override_settings_restore_afterwards: Option<bool>,
+    refiner_checkpoint: Option<String>,
+    refiner_switch_at: Option<f64>,
+    #[schema(default = false)]
+    disable_extra_networks: Option<bool>,
+    #[schema(value_type = Option<Object>)]
+    comments: Option<Map<String, Value>>,
+    force_task_id: Option<String>,
+    #[schema(default = "Euler")]
+    sampler_index: Option<String>,
+    script_name: Option<String>,
+    #[schema(value_type = Option<Vec<Object>>, default = json!([]))]
+    script_args: Option<Vec<Value>>,
+    #[schema(default = true)]
+    send_images: Option<bool>,
+    #[schema(default = false)]
+    save_images: Option<bool>,
+    #[schema(value_type = Option<Object>, default = json!({}))]
+    alwayson_scripts: Option<Map<String, Value>>,
+    infotext: Option<String>,
+    /// The init image: base64 (or a `data:image/...;base64,` URI) of a PNG, JPEG or WebP; only
+    /// the first is used. Missing: 404 "Init image not found".
+    init_images: Option<Vec<String>>,
+    #[schema(default = 0)]
+    resize_mode: Option<i64>,
+    image_cfg_scale: Option<f64>,
+    /// Inpainting: not supported (a mask is refused).
+    mask: Option<String>,
+    #[schema(default = 4)]
+    mask_blur_x: Option<i64>,
+    #[schema(default = 4)]
+    mask_blur_y: Option<i64>,
+    mask_blur: Option<i64>,
+    #[schema(default = true)]
+    mask_round: Option<bool>,
+    #[schema(default = 0)]
+    inpainting_fill: Option<i64>,
+    #[schema(default = true)]
+    inpaint_full_res: Option<bool>,
+    #[schema(default = 0)]
+    inpaint_full_res_padding: Option<i64>,
+    #[schema(default = 0)]
+    inpainting_mask_invert: Option<i64>,
+    initial_noise_multiplier: Option<f64>,
+    latent_mask: Option<String>,
+    /// Echo the init image in `parameters.init_images`.
+    #[schema(default = false)]
+    include_init_images: Option<bool>,
 }

@@ -247,6 +247,25 @@ mod tests {
         }
     }
 
+    /// The documented bodies are the defaults the body is merged over, and hold every field read.
+    #[test]
+    fn the_schemas_document_every_field() {
+        use crate::dialects::a1111::models::{Fields, Img2ImgRequest, Txt2ImgRequest};
+        use crate::openapi::testing::{properties, serde_fields};
+        for (documented, defaults) in [(properties::<Txt2ImgRequest>(), txt2img_defaults()), (properties::<Img2ImgRequest>(), img2img_defaults())] {
+            let mut documented = documented;
+            documented.sort();
+            let mut keys: Vec<String> = defaults.keys().cloned().collect();
+            keys.sort();
+            assert_eq!(documented, keys);
+        }
+        let img2img = properties::<Img2ImgRequest>();
+        let txt2img = properties::<Txt2ImgRequest>();
+        for field in serde_fields::<Fields>() {
+            assert!(txt2img.iter().chain(&img2img).any(|p| p == field), "{field} is read but not documented");
+        }
+    }
+
     #[test]
     fn defaults_are_a1111s() {
         assert_eq!(txt2img_defaults()["steps"], 50);
