@@ -286,7 +286,7 @@ mod tests {
         assert!(paths.contains_key("/models/{model_id}"), "the catch-all is a plain parameter: {:?}", paths.keys());
         for (path, item) in paths {
             for (method, op) in item.as_object().expect("path item") {
-                let public = path == "/healthz" || path == "/readyz";
+                let public = ["/healthz", "/readyz", "/metrics"].contains(&path.as_str());
                 let responses = op["responses"].as_object().expect("responses");
                 assert_eq!(op.get("security").is_none(), public, "{method} {path}: security");
                 if !public {
