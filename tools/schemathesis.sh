@@ -9,7 +9,7 @@
 # binaries. It starts a second API replica on the same database and queue with caps that keep
 # generated jobs cheap (--max-job-cost, --max-wait-secs), and a tenant of its own with no rate
 # limit or quota (so that generated requests are not all 429s; 429 is still documented).
-# SCHEMATHESIS_SEED makes a run reproducible (the seed used is printed).
+# The seed is fixed (1129) unless SCHEMATHESIS_SEED sets another or `random`; it is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:?usage: tools/schemathesis.sh BIN_DIR}
@@ -47,7 +47,10 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 
-seed=${SCHEMATHESIS_SEED:-$RANDOM$RANDOM}
+# A fixed seed by default, so that CI runs the same cases each time; SCHEMATHESIS_SEED=random
+# explores new ones (as a developer's loop should, now and then).
+seed=${SCHEMATHESIS_SEED:-1129}
+[[ $seed == random ]] && seed=$RANDOM$RANDOM
 echo "schemathesis: seed $seed (SCHEMATHESIS_SEED=$seed reproduces this run)"
 start=$(date +%s)
 set +e
