@@ -8,6 +8,7 @@ use sqlx::{PgPool, Postgres};
 
 mod cache;
 mod catalog;
+mod events;
 mod gauges;
 mod idempotency;
 mod jobs;
@@ -18,6 +19,7 @@ mod tenants;
 
 pub use cache::cache_key;
 pub use catalog::{ModelEntry, ModelInfo};
+pub use events::{JobEvent, Preview, EVENT_BATCH, EVENT_CHANNEL};
 pub use idempotency::{request_hash, KeyUse, IDEMPOTENCY_TTL_HOURS};
 pub use loads::{LoadHistory, ModelLoad, WorkerStart, MODEL_LOADS_KEPT};
 pub use retention::{Purged, PURGE_BATCH};
