@@ -22,6 +22,12 @@ fn generates_indexed_files_and_prints_seeds_and_stage_times() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("seed 7") && stdout.contains("seed 8"), "{stdout}");
+    // stderr is a pipe here, not a terminal: plain progress lines per image, no bar.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    for line in ["image 1/2: step 1/3", "image 1/2: step 3/3", "image 2/2: step 1/3", "image 2/2: step 3/3"] {
+        assert!(stderr.contains(line), "progress line {line:?}: {stderr}");
+    }
+    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "no terminal control characters: {stderr:?}");
     for stage in ["tokenize", "text encode", "unet", "vae decode", "total"] {
         assert!(stdout.contains(stage), "stage {stage} timed: {stdout}");
     }
@@ -39,8 +45,9 @@ fn generates_indexed_files_and_prints_seeds_and_stage_times() {
 fn jpeg_and_webp_follow_the_extension_and_img2img_works() {
     let dir = scratch("cli-formats");
     let jpg = dir.join("a.jpg");
-    let o = generate(&["--prompt", "a dog", "--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "-o", jpg.to_str().unwrap()]);
+    let o = generate(&["--prompt", "a dog", "--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "--progress", "none", "-o", jpg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("step"), "--progress none: {}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(image::ImageFormat::from_path(&jpg).unwrap(), image::ImageFormat::Jpeg);
     assert!(image::load_from_memory_with_format(&std::fs::read(&jpg).unwrap(), image::ImageFormat::Jpeg).is_ok());
     let webp = dir.join("b.webp");

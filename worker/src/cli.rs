@@ -163,6 +163,22 @@ pub struct GenerateArgs {
     /// images, image i is written to NAME-i.EXT.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Progress on stderr: `auto` (a progress bar per image when stderr is a terminal, else
+    /// plain lines), `lines` (always plain lines, for logs) or `none`.
+    #[arg(long, env = "DARKROOM_PROGRESS", value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// With `lines`: a line every N steps of an image (and at its last step); 0 means about ten
+    /// lines per image.
+    #[arg(long, env = "DARKROOM_PROGRESS_EVERY", default_value_t = 0)]
+    pub progress_every: usize,
+}
+
+/// How `generate` shows its progress.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProgressMode {
+    Auto,
+    Lines,
+    None,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,6 @@
-//! `darkroom-worker generate`: load one model, make the images the flags ask for, write each
-//! with its infotext, and print the time every stage took. Also what `bench` shares with it:
+//! `darkroom-worker generate`: load one model, make the images the flags ask for (showing their
+//! progress on stderr: `progress.rs`), write each with its infotext, and print the time every
+//! stage took. Also what `bench` shares with it:
 //! loading a model, validation errors named after the flags, the timing report.
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -8,11 +9,12 @@ use anyhow::Context;
 use base64::Engine as _;
 use darkroom_shared::infotext::Infotext;
 use darkroom_shared::request::OutputFormat;
-use darkroom_worker::pipeline::{NoObserver, Pipeline, PipelineError, Timings};
+use darkroom_worker::pipeline::{Pipeline, PipelineError, Timings};
 use darkroom_worker::runtime::Runtime;
 use darkroom_worker::{output, request};
 
 use crate::cli::{Common, GenerateArgs};
+use crate::progress::Progress;
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let format = format_of(&args.output)?;
@@ -26,7 +28,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let (mut pipeline, load_time) = load(&args.common)?;
     let (validated, params) = request::resolve_validated(&req, pipeline.model()).map_err(flag_error)?;
-    let (images, timings) = pipeline.generate(&params, &mut NoObserver)?;
+    let mut progress = Progress::new(args.progress, args.progress_every, params.num_images);
+    let (images, timings) = pipeline.generate(&params, &mut progress)?;
     let model_name = pipeline.model().name();
     let size = (params.width as u32, params.height as u32);
     for img in &images {

@@ -4,6 +4,7 @@
 mod bench;
 mod cli;
 mod generate;
+mod progress;
 mod run;
 
 use clap::Parser;
