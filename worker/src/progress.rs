@@ -28,7 +28,7 @@ impl Progress {
     /// Progress for `images` images; `every` is `--progress-every` (0: about ten lines an image).
     pub fn new(mode: ProgressMode, every: usize, images: usize) -> Progress {
         let show = match mode {
-            ProgressMode::Auto if std::io::stderr().is_terminal() => Show::Bar(Some(new_bar(0, images.max(1)))),
+            ProgressMode::Auto if std::io::stderr().is_terminal() => Show::Bar(None),
             ProgressMode::Auto | ProgressMode::Lines => Show::Lines,
             ProgressMode::None => Show::Nothing,
         };
@@ -51,12 +51,12 @@ fn locate(step: usize, total: usize, images: usize) -> (usize, usize, usize) {
     (index, step - index * per_image, per_image)
 }
 
-/// The bar of image `index`; its length is set at its first step.
-fn new_bar(index: usize, images: usize) -> ProgressBar {
-    let style = ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} steps, {per_sec}, eta {eta}")
+/// The bar of image `index` of `images`, `steps` long.
+fn new_bar(index: usize, images: usize, steps: usize) -> ProgressBar {
+    let style = ProgressStyle::with_template("{prefix} [{bar:40}] {pos}/{len} steps ({elapsed}, eta {eta})")
         .map(|s| s.progress_chars("=> "))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(style);
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr()).with_style(style);
     bar.set_prefix(format!("image {}/{images}", index + 1));
     bar
 }
@@ -68,13 +68,14 @@ impl Observer for Progress {
         let every = self.line_every(per_image);
         match &mut self.show {
             Show::Bar(slot) => {
-                let bar = slot.get_or_insert_with(|| new_bar(index, images));
-                bar.set_length(per_image as u64);
+                // The first image's bar appears at its first step (its length is not known
+                // before); each next one when the previous ends, so that its time counts its
+                // first step.
+                let bar = slot.get_or_insert_with(|| new_bar(index, images, per_image));
                 bar.set_position(n as u64);
                 if n >= per_image {
                     bar.finish();
-                    // The next image's bar starts now, so that its rate counts its first step.
-                    *slot = (index + 1 < images).then(|| new_bar(index + 1, images));
+                    *slot = (index + 1 < images).then(|| new_bar(index + 1, images, per_image));
                 }
             }
             Show::Lines => {
