@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The client tests: the dialects called by the real Python clients our users use
-# (huggingface_hub, requests, webuiapi). Sets up .venv-clients from tests/clients/requirements.txt,
-# builds the binaries (debug; CLIENT_TESTS_PROFILE=release for release), starts a fresh database
-# and Redis prefix, `darkroom-api serve` on a free port and one CPU worker serving the tiny model
-# as `tiny-sd15`, runs `pytest tests/clients` and then tools/schemathesis.sh (the OpenAPI document
-# against the service), then stops everything and drops the database.
+# (huggingface_hub, requests, webuiapi), and the playground page in headless Chromium (Playwright
+# driving Debian's chromium; screenshot: target/test-output/playground.png). Sets up .venv-clients
+# from tests/clients/requirements.txt, builds the binaries (debug; CLIENT_TESTS_PROFILE=release
+# for release), starts a fresh database and Redis prefix, `darkroom-api serve` on a free port and
+# one CPU worker serving the tiny model as `tiny-sd15`, runs `pytest tests/clients` and then
+# tools/schemathesis.sh (the OpenAPI document against the service), then stops everything and
+# drops the database.
 # Needs the local Postgres and Redis (tools/services.sh) and ONNX Runtime (tools/setup-ort.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Playwright (the playground's browser test) drives Debian's chromium (.ci/run installs it);
+# it must never download a browser.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 venv=.venv-clients
 stamp=$venv/.requirements
 if [[ ! -x $venv/bin/python ]] || ! cmp -s tests/clients/requirements.txt "$stamp"; then

@@ -43,6 +43,7 @@ pub fn documented_routes() -> OpenApiRouter<Arc<Service>> {
         .merge(routes::jobs::router())
         .merge(routes::models::router())
         .merge(routes::health::router())
+        .merge(routes::playground::router())
         .merge(dialects::router())
 }
 

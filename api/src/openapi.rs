@@ -31,7 +31,7 @@ pub const DOCS_PATH: &str = "/docs";
 pub const BEARER: &str = "bearerAuth";
 pub const BASIC: &str = "basicAuth";
 
-/// The operations' tags: one per dialect, and the probes.
+/// The operations' tags: one per dialect, the probes and the playground.
 pub mod tags {
     pub const NATIVE: &str = "native";
     pub const A1111: &str = "AUTOMATIC1111";
@@ -39,6 +39,7 @@ pub mod tags {
     pub const HF_SERVERLESS: &str = "Hugging Face serverless";
     pub const HYPERBOLIC: &str = "Hyperbolic";
     pub const HEALTH: &str = "health";
+    pub const PLAYGROUND: &str = "playground";
 }
 
 #[derive(utoipa::OpenApi)]
@@ -57,6 +58,7 @@ with any user name and the token as the password. Each dialect answers errors in
         (name = "Hugging Face serverless", description = "Hugging Face's serverless Inference API, text-to-image. Errors: `{error}` (503 while loading adds `estimated_time`)."),
         (name = "Hyperbolic", description = "Hyperbolic's image generation API. Errors: `{object: \"error\", message, type, param, code}`."),
         (name = "health", description = "Probes and metrics; no token."),
+        (name = "playground", description = "A page to try the service in a browser (`/playground`); no token to load it, the token is pasted into it."),
     ),
     // `/metrics` is served apart from the documented routes (its state is the recorder, and it
     // may have a listener of its own: `serve --metrics-listen`), so it is listed here.
@@ -233,7 +235,7 @@ mod tests {
 
     /// Operations whose first tag is not one [`describe`] knows.
     fn undescribed(api: &OpenApi) -> Vec<String> {
-        let known = [tags::NATIVE, tags::A1111, tags::HF_ENDPOINT, tags::HF_SERVERLESS, tags::HYPERBOLIC, tags::HEALTH];
+        let known = [tags::NATIVE, tags::A1111, tags::HF_ENDPOINT, tags::HF_SERVERLESS, tags::HYPERBOLIC, tags::HEALTH, tags::PLAYGROUND];
         let mut out = Vec::new();
         for (path, item) in &api.paths.paths {
             for op in [&item.get, &item.post, &item.put, &item.delete, &item.patch].into_iter().flatten() {
@@ -286,7 +288,7 @@ mod tests {
         assert!(paths.contains_key("/models/{model_id}"), "the catch-all is a plain parameter: {:?}", paths.keys());
         for (path, item) in paths {
             for (method, op) in item.as_object().expect("path item") {
-                let public = ["/healthz", "/readyz", "/metrics"].contains(&path.as_str());
+                let public = ["/healthz", "/readyz", "/metrics", "/playground"].contains(&path.as_str());
                 let responses = op["responses"].as_object().expect("responses");
                 assert_eq!(op.get("security").is_none(), public, "{method} {path}: security");
                 if !public {

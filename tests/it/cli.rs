@@ -45,7 +45,8 @@ fn generates_indexed_files_and_prints_seeds_and_stage_times() {
 fn jpeg_and_webp_follow_the_extension_and_img2img_works() {
     let dir = scratch("cli-formats");
     let jpg = dir.join("a.jpg");
-    let o = generate(&["--prompt", "a dog", "--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "--progress", "none", "-o", jpg.to_str().unwrap()]);
+    let o =
+        generate(&["--prompt", "a dog", "--width", "64", "--height", "64", "--steps", "2", "--seed", "1", "--progress", "none", "-o", jpg.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!String::from_utf8_lossy(&o.stderr).contains("step"), "--progress none: {}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(image::ImageFormat::from_path(&jpg).unwrap(), image::ImageFormat::Jpeg);

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::helpers::{ApiServer, ServiceEnv, ROUTES};
 
 /// The routes that take no token (and so are not in `ROUTES`).
-const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")];
+const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/playground")];
 
 /// Whether `path` is an instance of the template `template` (`{name}` is one segment; the last
 /// one may take several when nothing else matches, as the router's catch-all `{*model_id}` does).

@@ -1,0 +1,188 @@
+"""The playground page (GET /playground) in headless Chromium, as a person uses it.
+
+Debian's `chromium` package driven by Playwright for Python (`executable_path`; Playwright never
+downloads a browser here). The page runs against the real API and CPU worker that
+tools/client-tests.sh starts. A screenshot of the finished generation is saved as
+target/test-output/playground.png (DARKROOM_TEST_OUTPUT overrides the folder).
+"""
+import os
+import pathlib
+import re
+import shutil
+
+import pytest
+import requests
+from playwright.sync_api import expect, sync_playwright
+
+OUTPUT = pathlib.Path(os.environ.get("DARKROOM_TEST_OUTPUT") or pathlib.Path(__file__).resolve().parents[2] / "target" / "test-output")
+# Generous: the CPU worker may still be busy with an earlier test's job.
+TIMEOUT_MS = 120_000
+
+# Records what #progress-text and the preview caption showed while a job ran.
+RECORD = """() => {
+  window.__seen = { progress: [], previews: [] };
+  const watch = (id, list) => new MutationObserver(() => list.push(document.getElementById(id).textContent))
+    .observe(document.getElementById(id), { childList: true, characterData: true, subtree: true });
+  watch("progress-text", window.__seen.progress);
+  watch("preview-caption", window.__seen.previews);
+}"""
+
+
+def chromium_path():
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not os.path.exists(path):
+        pytest.fail("no chromium: install Debian's chromium package (.ci/run installs it when missing)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium_path())
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(TIMEOUT_MS)
+    yield ctx
+    ctx.close()
+
+
+def open_page(context, url, problems):
+    """The playground in a new tab; console errors (CSP violations among them) go to `problems`."""
+    page = context.new_page()
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    response = page.goto(url + "/playground")
+    assert response.status == 200
+    return page, response
+
+
+def field(page, label):
+    """The input labelled exactly `label` (as a screen reader names it)."""
+    return page.get_by_label(label, exact=True)
+
+
+def sign_in(page, token, model):
+    field(page, "API token").fill(token)
+    field(page, "API token").blur()  # `change`: the page stores it and loads models and jobs
+    field(page, "Model").select_option(model)
+
+
+def fill_request(page, *, width, height, steps, seed, prompt, num_images=1):
+    field(page, "Sampler").select_option("Euler a")
+    field(page, "Width").fill(str(width))
+    field(page, "Height").fill(str(height))
+    field(page, "Steps").fill(str(steps))
+    field(page, "Guidance scale").fill("6")
+    field(page, "Seed").fill(str(seed) if seed is not None else "")
+    field(page, "Images").fill(str(num_images))
+    field(page, "Prompt").fill(prompt)
+    field(page, "Negative prompt").fill("blurry")
+
+
+def previews_supported(url):
+    schema = requests.get(url + "/openapi.json", timeout=30).json()["components"]["schemas"]["GenerationRequest"]
+    return "preview_every" in schema.get("properties", {})
+
+
+def test_the_page_is_static_public_and_locked_down(url):
+    r = requests.get(url + "/playground", timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp and "unsafe-inline" not in csp, csp
+    assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+'", csp), csp
+    # Nothing from another host.
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", r.text)
+
+
+def test_generate_shows_progress_and_the_image(context, url, token, model):
+    problems = []
+    page, _ = open_page(context, url, problems)
+    sign_in(page, token, model)
+    # Enough steps (a second or two on the tiny model) that the stream is open before most of them.
+    fill_request(page, width=64, height=64, steps=24, seed=4242, prompt="a lighthouse at dusk, playground")
+    previews = previews_supported(url)
+    if previews:
+        field(page, "Preview every N steps").fill("4")
+    page.evaluate(RECORD)
+    page.get_by_role("button", name="Generate").click()
+
+    image = page.locator("#results img").first
+    expect(image).to_have_attribute("src", re.compile(r"^blob:"), timeout=TIMEOUT_MS)
+    size = image.evaluate("async (img) => { await img.decode(); return [img.naturalWidth, img.naturalHeight]; }")
+    assert size == [64, 64]
+    expect(page.locator("#status")).to_contain_text("Succeeded")
+    expect(page.locator("#results figcaption").first).to_contain_text("Seed 4242")
+    expect(page.locator("#params")).to_contain_text("a lighthouse at dusk, playground")
+    expect(page.locator("#params")).to_contain_text("Euler a")
+
+    seen = page.evaluate("window.__seen")
+    assert any(re.match(r"Step \d+/24", t) for t in seen["progress"]), f"progress shown: {seen['progress']}"
+    if previews:
+        assert any(t.startswith("Preview at step") for t in seen["previews"]), f"previews shown: {seen['previews']}"
+
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "playground.png"), full_page=True)
+    assert not problems, problems
+
+    # The token survives a reload (local storage), and the job is in the recent list; opening it
+    # from there shows its image again.
+    page.reload()
+    expect(field(page, "API token")).to_have_value(token)
+    entry = page.get_by_role("button", name=re.compile(r"a lighthouse at dusk, playground")).first
+    expect(entry).to_be_visible()
+    entry.click()
+    again = page.locator("#results img").first
+    expect(again).to_have_attribute("src", re.compile(r"^blob:"))
+    assert again.evaluate("async (img) => { await img.decode(); return img.naturalWidth; }") == 64
+    assert not problems, problems
+
+
+def test_cancel_stops_a_job(context, url, token, model):
+    problems = []
+    page, _ = open_page(context, url, problems)
+    sign_in(page, token, model)
+    # Long enough that it cannot finish before the click: 8 images of 150 steps.
+    fill_request(page, width=256, height=256, steps=150, seed=None, prompt="a job to cancel, playground", num_images=8)
+    page.get_by_role("button", name="Generate").click()
+    cancel = page.get_by_role("button", name="Cancel")
+    expect(cancel).to_be_enabled()
+    cancel.click()
+    expect(page.locator("#status")).to_contain_text("Canceled", timeout=TIMEOUT_MS)
+    expect(cancel).to_be_disabled()
+    assert not problems, problems
+
+
+def test_recent_jobs_page_with_next(context, url, token, model):
+    jobs = requests.get(url + "/v1/jobs?limit=11", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()["data"]
+    if len(jobs) <= 10:
+        pytest.skip("fewer than 11 jobs: nothing to page through")
+    problems = []
+    page, _ = open_page(context, url, problems)
+    sign_in(page, token, model)
+    items = page.locator("#jobs li")
+    expect(items).to_have_count(10)
+    page.get_by_role("button", name="Older jobs").click()
+    expect(items.nth(10)).to_be_visible()
+    ids = page.locator("#jobs button").evaluate_all("(bs) => bs.map((b) => b.dataset.id)")
+    assert len(ids) == len(set(ids)) > 10
+    assert ids[:11] == [j["id"] for j in jobs]
+    assert not problems, problems
+
+
+def test_errors_show_the_apis_message(context, url, token, model):
+    problems = []
+    page, _ = open_page(context, url, problems)
+    sign_in(page, token, model)
+    fill_request(page, width=64, height=64, steps=500, seed=1, prompt="too many steps")
+    page.get_by_role("button", name="Generate").click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("422 invalid_request")
+    expect(alert).to_contain_text("field: steps")
+    # The browser logs the 422 itself; nothing else may go wrong.
+    assert all("status of 422" in p for p in problems), problems
