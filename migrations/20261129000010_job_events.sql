@@ -26,6 +26,11 @@ BEGIN
         event_kind := 'queued';
     ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
         event_kind := CASE NEW.status WHEN 'running' THEN 'started' ELSE NEW.status::text END;
+        -- A job that succeeds before its last step's progress was written: that step first.
+        IF NEW.status = 'succeeded' AND OLD.status = 'running' AND NEW.progress_step > OLD.progress_step THEN
+            INSERT INTO job_events (job_id, kind, data) VALUES (NEW.id, 'progress',
+                jsonb_build_object('step', NEW.progress_step, 'total', NEW.progress_total, 'eta', 0));
+        END IF;
         IF NEW.status = 'running' THEN
             event_data := jsonb_build_object('attempt', NEW.attempts);
         END IF;

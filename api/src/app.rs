@@ -41,6 +41,7 @@ pub fn router(service: Arc<Service>) -> Router {
 pub fn documented_routes() -> OpenApiRouter<Arc<Service>> {
     OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::jobs::router())
+        .merge(routes::events::router())
         .merge(routes::models::router())
         .merge(routes::health::router())
         .merge(routes::playground::router())

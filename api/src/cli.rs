@@ -76,6 +76,14 @@ pub struct ServeArgs {
     /// blocking dialects), per API process; over it, 429 (0: no cap).
     #[arg(long, env = "DARKROOM_MAX_WAITING", default_value_t = 64)]
     pub max_waiting: u32,
+    /// Event streams (`GET /v1/jobs/{id}/events`) one tenant may have open at once, per API
+    /// process; over it, 429 (0: no cap).
+    #[arg(long, env = "DARKROOM_MAX_EVENT_STREAMS", default_value_t = 64)]
+    pub max_event_streams: u32,
+    /// Seconds between the keep-alive comments of an idle event stream, so that proxies and load
+    /// balancers do not close it.
+    #[arg(long, env = "DARKROOM_EVENT_KEEPALIVE_SECS", default_value_t = 15.0, value_parser = above_zero)]
+    pub event_keepalive_secs: f64,
     /// Seconds a client may take to send a request body; a slower one is answered 408.
     #[arg(long, env = "DARKROOM_BODY_READ_TIMEOUT_SECS", default_value_t = 60.0, value_parser = above_zero)]
     pub body_read_timeout_secs: f64,

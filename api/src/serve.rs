@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::ServeArgs;
 use crate::limits;
 use crate::service::{Service, Settings};
-use crate::wait::{self, Waiters};
+use crate::wait::{self, Listeners};
 use crate::{app, http, metrics};
 
 /// How long start-up keeps retrying a backend that does not answer yet.
@@ -54,7 +54,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     }
 
     let metrics = metrics::install(store.clone(), delivery.worker_live(), Duration::from_secs_f64(args.metrics_refresh_secs), shutdown.clone())?;
-    let waiters = Waiters::default();
+    let waiters = Listeners::default();
     let settings = Settings {
         max_body_bytes: args.max_body_bytes,
         max_wait: Duration::from_secs(args.max_wait_secs),
@@ -65,6 +65,8 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         max_job_cost: args.max_job_cost,
         body_read_timeout: Duration::from_secs_f64(args.body_read_timeout_secs),
         max_waiting: args.max_waiting,
+        max_event_streams: args.max_event_streams,
+        event_keepalive: Duration::from_secs_f64(args.event_keepalive_secs),
         max_options_keys: args.max_options_keys,
         max_options_bytes: args.max_options_bytes,
         load_estimate_window: args.load_estimate.load_estimate_window,
@@ -74,7 +76,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
 
     let mut tasks = JoinSet::new();
     tasks.spawn(wait::listen(store.clone(), waiters.clone(), shutdown.clone()));
-    tasks.spawn(wait::sweep(store.clone(), waiters, SWEEP_EVERY, shutdown.clone()));
+    tasks.spawn(wait::sweep(store.clone(), waiters.finished, SWEEP_EVERY, shutdown.clone()));
     let retention = Retention { images: args.retention, jobs: args.job_retention, workers: args.worker_retention };
     tasks.spawn(purge(store.clone(), retention, Duration::from_secs_f64(args.purge_every_secs), shutdown.clone()));
     tasks.spawn(limits::sync(store.clone(), queue.clone(), args.tenant_defaults, delivery.recovery_every(), shutdown.clone()));

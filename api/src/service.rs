@@ -19,9 +19,11 @@ use uuid::Uuid;
 use crate::cli::TenantDefaults;
 use crate::error::ApiError;
 use crate::limits::Effective;
-use crate::wait::Waiters;
+use crate::wait::Listeners;
 
+pub mod events;
 mod status;
+pub use events::{FollowItem, Followed};
 pub use status::ModelState;
 
 /// Limits and windows the service applies.
@@ -43,6 +45,10 @@ pub struct Settings {
     pub max_job_cost: f64,
     /// The most requests of one tenant that may wait for their jobs at once (in this process).
     pub max_waiting: u32,
+    /// The most event streams one tenant may have open at once (in this process).
+    pub max_event_streams: u32,
+    /// Comment lines keep an idle event stream open through proxies this often.
+    pub event_keepalive: Duration,
     /// The longest a client may take to send a request body.
     pub body_read_timeout: Duration,
     /// Bounds on a tenant's stored A1111 options.
@@ -145,8 +151,10 @@ pub struct Service {
     store: Store,
     queue: Queue,
     rate_limiter: RateLimiter,
-    waiters: Waiters,
+    waiters: Listeners,
     waiting: WaitingRequests,
+    /// Event streams open per tenant (`--max-event-streams`).
+    streams: WaitingRequests,
     settings: Settings,
     shutdown: CancellationToken,
 }
@@ -156,9 +164,10 @@ fn not_found(id: Uuid) -> ApiError {
 }
 
 impl Service {
-    pub fn new(store: Store, queue: Queue, waiters: Waiters, settings: Settings, shutdown: CancellationToken) -> Arc<Service> {
+    pub fn new(store: Store, queue: Queue, waiters: Listeners, settings: Settings, shutdown: CancellationToken) -> Arc<Service> {
         let rate_limiter = RateLimiter::new(queue.pool().clone(), queue.prefix());
-        Arc::new(Service { store, queue, rate_limiter, waiters, waiting: WaitingRequests::default(), settings, shutdown })
+        let (waiting, streams) = (WaitingRequests::new("max_waiting"), WaitingRequests::new("max_event_streams"));
+        Arc::new(Service { store, queue, rate_limiter, waiters, waiting, streams, settings, shutdown })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -331,7 +340,7 @@ impl Service {
     async fn wait_for(&self, tenant: Uuid, id: Uuid, timeout: Duration) -> Result<Job, ApiError> {
         let deadline = Instant::now() + timeout;
         loop {
-            let mut registration = self.waiters.register(id);
+            let mut registration = self.waiters.finished.register(id);
             let ending = || Instant::now() >= deadline || self.shutdown.is_cancelled();
             match self.store.job(tenant, id).await {
                 Ok(Some(job)) if job.status.is_terminal() || ending() => return Ok(job),
@@ -463,34 +472,39 @@ impl Service {
     }
 }
 
-/// How many requests of each tenant wait for their jobs in this process.
-#[derive(Default)]
+/// How many requests (or streams) of each tenant wait for their jobs in this process.
 struct WaitingRequests {
-    by_tenant: std::sync::Mutex<std::collections::HashMap<Uuid, u32>>,
+    /// The limit's name in the 429 (`max_waiting`, `max_event_streams`).
+    limit: &'static str,
+    by_tenant: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, u32>>>,
 }
 
 /// A waiting request's place; dropping it gives the place back.
-struct WaitingPlace<'a> {
-    requests: &'a WaitingRequests,
+pub struct WaitingPlace {
+    by_tenant: Arc<std::sync::Mutex<std::collections::HashMap<Uuid, u32>>>,
     tenant: Uuid,
 }
 
 impl WaitingRequests {
+    fn new(limit: &'static str) -> WaitingRequests {
+        WaitingRequests { limit, by_tenant: Arc::default() }
+    }
+
     /// Take a place for one more waiting request of `tenant`, unless it already has `max` (0: no cap).
-    fn enter(&self, tenant: Uuid, max: u32) -> Result<WaitingPlace<'_>, ApiError> {
+    fn enter(&self, tenant: Uuid, max: u32) -> Result<WaitingPlace, ApiError> {
         let mut map = self.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
         let n = map.entry(tenant).or_insert(0);
         if max > 0 && *n >= max {
-            return Err(ApiError::QuotaExceeded { limit: "max_waiting", value: i64::from(max) });
+            return Err(ApiError::QuotaExceeded { limit: self.limit, value: i64::from(max) });
         }
         *n += 1;
-        Ok(WaitingPlace { requests: self, tenant })
+        Ok(WaitingPlace { by_tenant: self.by_tenant.clone(), tenant })
     }
 }
 
-impl Drop for WaitingPlace<'_> {
+impl Drop for WaitingPlace {
     fn drop(&mut self) {
-        let mut map = self.requests.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_tenant.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = map.get_mut(&self.tenant) {
             *n = n.saturating_sub(1);
             if *n == 0 {

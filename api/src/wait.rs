@@ -1,7 +1,9 @@
-//! Synchronous waiting for jobs (`Prefer: wait`), without a polling loop per waiter.
+//! Waiting for jobs (`Prefer: wait`) and following them (the event streams), without a polling
+//! loop per waiter.
 //!
-//! One [`listen`] task per process LISTENs on the store's job channel (payload: a job id) and
-//! wakes the waiters registered for that id. Notifications are lost while the listener is
+//! One [`listen`] task per process LISTENs on the store's channels (payload: a job id): the job
+//! channel (terminal states) wakes the [`Waiters`] of `Prefer: wait`, the event channel (every
+//! new job event) wakes those of the event streams. Notifications are lost while the listener is
 //! disconnected, so after every (re)connect it wakes everyone to re-check, and one [`sweep`]
 //! task checks all waited-on ids in a single query every second and wakes the finished ones.
 //!
@@ -13,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use darkroom_shared::store::{Store, JOB_CHANNEL};
+use darkroom_shared::store::{Store, EVENT_CHANNEL, JOB_CHANNEL};
 use sqlx::postgres::PgListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -97,12 +99,35 @@ impl Waiters {
     }
 }
 
+/// Who is woken by which channel: the job channel's waiters (`Prefer: wait`) and the event
+/// channel's (event streams).
+#[derive(Clone, Default)]
+pub struct Listeners {
+    pub finished: Waiters,
+    pub events: Waiters,
+}
+
+impl Listeners {
+    fn for_channel(&self, channel: &str) -> Option<&Waiters> {
+        match channel {
+            JOB_CHANNEL => Some(&self.finished),
+            EVENT_CHANNEL => Some(&self.events),
+            _ => None,
+        }
+    }
+
+    fn wake_all(&self) {
+        self.finished.wake_all();
+        self.events.wake_all();
+    }
+}
+
 /// LISTEN for job announcements until `shutdown`, reconnecting as needed.
 ///
 /// The session has a pool of its own ([`Store::dedicated_pool`]): after a Postgres restart it
 /// reconnects within a fraction of a second of Postgres accepting connections again, whatever
 /// the main pool is doing, and then wakes every waiter, since what was announced meanwhile is lost.
-pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken) {
+pub async fn listen(store: Store, waiters: Listeners, shutdown: CancellationToken) {
     let pool = store.dedicated_pool();
     // Attempts wait for the pool's acquire timeout while Postgres is down: the pause between
     // them only spaces out errors that come at once (a refused login, say).
@@ -112,7 +137,7 @@ pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken)
     while !shutdown.is_cancelled() {
         let listener = async {
             let mut l = PgListener::connect_with(&pool).await?;
-            l.listen(JOB_CHANNEL).await?;
+            l.listen_all([JOB_CHANNEL, EVENT_CHANNEL]).await?;
             Ok::<_, sqlx::Error>(l)
         };
         let mut listener = tokio::select! {
@@ -143,9 +168,9 @@ pub async fn listen(store: Store, waiters: Waiters, shutdown: CancellationToken)
                 n = listener.try_recv() => n,
             };
             match next {
-                Ok(Some(n)) => match n.payload().parse() {
-                    Ok(job) => waiters.wake(job),
-                    Err(_) => tracing::debug!(payload = n.payload(), "ignoring a malformed job notification"),
+                Ok(Some(n)) => match (waiters.for_channel(n.channel()), n.payload().parse()) {
+                    (Some(w), Ok(job)) => w.wake(job),
+                    _ => tracing::debug!(channel = n.channel(), payload = n.payload(), "ignoring a malformed job notification"),
                 },
                 // The connection dropped and was re-established (LISTEN included).
                 Ok(None) => {

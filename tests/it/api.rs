@@ -748,6 +748,8 @@ async fn retention_purges_images_then_jobs_then_old_workers() {
     assert!(view["images_purged_at"].is_string(), "{view}");
     let id = id_of(&job);
     assert_eq!(store.init_image(id).await.unwrap(), None, "the init image went with the images");
+    let kinds: Vec<(String,)> = sqlx::query_as("SELECT kind FROM job_events WHERE job_id = $1 ORDER BY id").bind(id).fetch_all(store.pool()).await.unwrap();
+    assert_eq!(kinds, [("succeeded".to_string(),)], "only the terminal event outlives the images");
     // Idempotency keys past their 24 hours, job rows and old workers' rows, as the purge pass
     // deletes them.
     let tenant: (uuid::Uuid,) = sqlx::query_as("SELECT tenant_id FROM jobs WHERE id = $1").bind(id).fetch_one(store.pool()).await.unwrap();

@@ -6,6 +6,7 @@ mod deadline;
 mod dialect_a1111;
 mod dialects_hf;
 mod dialects_hyperbolic;
+mod events;
 mod fuzz;
 mod helpers;
 mod limits;

@@ -150,8 +150,8 @@ async fn list(State(service): State<Arc<Service>>, caller: Caller, params: Resul
 }
 
 /// The job (and image index) a path names; a malformed id is simply not found.
-struct JobRef {
-    id: Uuid,
+pub(super) struct JobRef {
+    pub(super) id: Uuid,
     index: Option<i32>,
 }
 

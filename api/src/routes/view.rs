@@ -61,6 +61,8 @@ pub struct Links {
     #[serde(rename = "self")]
     pub this: String,
     pub cancel: String,
+    /// The job's event stream (Server-Sent Events).
+    pub events: String,
 }
 
 /// A page of `GET /v1/jobs`: `next` is the `before` cursor of the following page.
@@ -108,7 +110,7 @@ fn job_view(job: Job, queue_position: Option<i64>, images: Vec<ImageView>) -> Jo
         finished_at: job.finished_at,
         images_purged_at: job.purged_at,
         images,
-        links: Links { this: job_url(job.id), cancel: format!("/v1/jobs/{}/cancel", job.id) },
+        links: Links { this: job_url(job.id), cancel: format!("/v1/jobs/{}/cancel", job.id), events: format!("/v1/jobs/{}/events", job.id) },
     }
 }
 

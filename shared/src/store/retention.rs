@@ -22,8 +22,9 @@ pub struct Purged {
 }
 
 impl Store {
-    /// Delete the images and init images of jobs finished more than `after` ago, a batch at a
-    /// time; the jobs stay, marked purged.
+    /// Delete the images and init images of jobs finished more than `after` ago, and their
+    /// events but the terminal one (progress, the last preview), a batch at a time; the jobs
+    /// stay, marked purged.
     pub async fn purge_images(&self, after: Duration) -> Result<u64, StoreError> {
         self.in_batches(
             after,
@@ -31,7 +32,9 @@ impl Store {
                  SELECT id FROM jobs WHERE finished_at < now() - make_interval(secs => $1) AND purged_at IS NULL
                  ORDER BY finished_at LIMIT $2 FOR UPDATE SKIP LOCKED),
              images AS (DELETE FROM images WHERE job_id IN (SELECT id FROM victims)),
-             init AS (DELETE FROM init_images WHERE job_id IN (SELECT id FROM victims))
+             init AS (DELETE FROM init_images WHERE job_id IN (SELECT id FROM victims)),
+             events AS (DELETE FROM job_events WHERE job_id IN (SELECT id FROM victims)
+                        AND kind NOT IN ('succeeded', 'failed', 'canceled'))
              UPDATE jobs SET purged_at = now() WHERE id IN (SELECT id FROM victims)",
         )
         .await
