@@ -110,7 +110,7 @@ def test_generate_shows_progress_and_the_image(context, url, token, model):
     if previews:
         field(page, "Preview every N steps").fill("4")
     page.evaluate(RECORD)
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
 
     image = page.locator("#results img").first
     expect(image).to_have_attribute("src", re.compile(r"^blob:"), timeout=TIMEOUT_MS)
@@ -149,8 +149,8 @@ def test_cancel_stops_a_job(context, url, token, model):
     sign_in(page, token, model)
     # Long enough that it cannot finish before the click: 8 images of 150 steps.
     fill_request(page, width=256, height=256, steps=150, seed=None, prompt="a job to cancel, playground", num_images=8)
-    page.get_by_role("button", name="Generate").click()
-    cancel = page.get_by_role("button", name="Cancel")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    cancel = page.get_by_role("button", name="Cancel", exact=True)
     expect(cancel).to_be_enabled()
     cancel.click()
     expect(page.locator("#status")).to_contain_text("Canceled", timeout=TIMEOUT_MS)
@@ -159,15 +159,19 @@ def test_cancel_stops_a_job(context, url, token, model):
 
 
 def test_recent_jobs_page_with_next(context, url, token, model):
-    jobs = requests.get(url + "/v1/jobs?limit=11", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()["data"]
-    if len(jobs) <= 10:
-        pytest.skip("fewer than 11 jobs: nothing to page through")
+    auth = {"Authorization": f"Bearer {token}"}
+    jobs = requests.get(url + "/v1/jobs?limit=11", headers=auth, timeout=30).json()["data"]
+    # More than a page (10) of jobs; one-step jobs are cheap.
+    for i in range(11 - len(jobs)):
+        body = {"model": model, "prompt": f"filler {i}, playground", "width": 64, "height": 64, "steps": 1}
+        assert requests.post(url + "/v1/jobs", json=body, headers=auth, timeout=30).status_code == 202
+    jobs = requests.get(url + "/v1/jobs?limit=11", headers=auth, timeout=30).json()["data"]
     problems = []
     page, _ = open_page(context, url, problems)
     sign_in(page, token, model)
     items = page.locator("#jobs li")
     expect(items).to_have_count(10)
-    page.get_by_role("button", name="Older jobs").click()
+    page.get_by_role("button", name="Older jobs", exact=True).click()
     expect(items.nth(10)).to_be_visible()
     ids = page.locator("#jobs button").evaluate_all("(bs) => bs.map((b) => b.dataset.id)")
     assert len(ids) == len(set(ids)) > 10
@@ -175,12 +179,60 @@ def test_recent_jobs_page_with_next(context, url, token, model):
     assert not problems, problems
 
 
+def test_a_dropped_stream_resumes_with_last_event_id(context, url, token, model):
+    """The first event stream is cut after its first event; the page reconnects with that
+    event's id in Last-Event-ID and gets the rest from the API."""
+    problems = []
+    page, _ = open_page(context, url, problems)
+    seen = []
+    cut = {}
+
+    def handle(route, request):
+        seen.append(request.headers.get("last-event-id"))
+        if len(seen) > 1:
+            route.continue_()
+            return
+        # The whole stream (it ends with the job), then only its first event to the page.
+        body = route.fetch(timeout=TIMEOUT_MS).text()
+        first = next(b for b in re.split(r"\r?\n\r?\n", body) if re.search(r"^event: ?job$", b, re.M))
+        cut["id"] = re.search(r"^id: ?(.*)$", first, re.M).group(1)
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=first + "\n\n")
+
+    page.route(re.compile(r"/v1/jobs/[^/]+/events$"), handle)
+    sign_in(page, token, model)
+    fill_request(page, width=64, height=64, steps=4, seed=7, prompt="a dropped stream, playground")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("Succeeded", timeout=TIMEOUT_MS)
+    expect(page.locator("#results img").first).to_have_attribute("src", re.compile(r"^blob:"))
+    assert len(seen) >= 2 and seen[0] is None and seen[1] == cut["id"], (seen, cut)
+    assert not problems, problems
+
+
+def test_the_event_stream_parser(context, url):
+    """The page's SSE parser on the cases a network can produce: CRLF, CR, a line split between
+    reads, multi-line data, comments, ids."""
+    page, _ = open_page(context, url, [])
+    events = page.evaluate("""() => {
+      const out = [];
+      const p = new SseParser((e) => out.push(e));
+      for (const chunk of [": keep-alive\\r\\nid: 1\\r", "\\nevent: job\\ndata: {\\"a\\":", "1}\\n\\n", "id: 2\\revent: progress\\rdata: x\\rdata:y\\r\\r",
+                           "data\\n\\n:\\n\\nevent: queued\\ndata: {}\\n\\nevent: half\\ndata: never dispatched"]) p.feed(chunk);
+      return out;
+    }""")
+    assert events == [
+        {"type": "job", "data": '{"a":1}', "id": "1"},
+        {"type": "progress", "data": "x\ny", "id": "2"},
+        {"type": "message", "data": "", "id": "2"},
+        {"type": "queued", "data": "{}", "id": "2"},
+    ]
+
+
 def test_errors_show_the_apis_message(context, url, token, model):
     problems = []
     page, _ = open_page(context, url, problems)
     sign_in(page, token, model)
     fill_request(page, width=64, height=64, steps=500, seed=1, prompt="too many steps")
-    page.get_by_role("button", name="Generate").click()
+    page.get_by_role("button", name="Generate", exact=True).click()
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text("422 invalid_request")
     expect(alert).to_contain_text("field: steps")
