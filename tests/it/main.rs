@@ -12,6 +12,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod previews;
 mod restart;
 mod service;
 mod workers;
