@@ -43,14 +43,15 @@ pub fn approximate(family: Family, latents: &[f32], height: usize, width: usize)
         return None;
     }
     let k = coeffs(family);
+    // One row of weights per colour channel.
+    let weights: [[f32; 4]; 3] = std::array::from_fn(|c| [k[0][c], k[1][c], k[2][c], k[3][c]]);
     let (l0, rest) = latents.split_at(plane);
     let (l1, rest) = rest.split_at(plane);
     let (l2, l3) = rest.split_at(plane);
     let mut pixels = Vec::with_capacity(3 * plane);
-    for i in 0..plane {
-        let v = [l0[i], l1[i], l2[i], l3[i]];
-        for c in 0..3 {
-            let x = v[0] * k[0][c] + v[1] * k[1][c] + v[2] * k[2][c] + v[3] * k[3][c];
+    for (((&a, &b), &c), &d) in l0.iter().zip(l1).zip(l2).zip(l3) {
+        for w in &weights {
+            let x = w[0] * a + w[1] * b + w[2] * c + w[3] * d;
             // [-1, 1] to [0, 255]; NaN (a diverged sample) goes to 0 with the cast.
             pixels.push(((x * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8);
         }

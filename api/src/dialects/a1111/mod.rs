@@ -295,11 +295,7 @@ struct ProgressQuery {
         (status = 200, description = "Progress of the caller's current job", body = Progress),
         (status = 422, description = "`skip_current_image` is not a boolean"),
     ))]
-async fn progress(
-    State(service): State<Arc<Service>>,
-    caller: Caller<A1111>,
-    query: Result<Query<ProgressQuery>, QueryRejection>,
-) -> Answer<Json<Progress>> {
+async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>, query: Result<Query<ProgressQuery>, QueryRejection>) -> Answer<Json<Progress>> {
     let Query(query) = query.map_err(|e| ApiError::Malformed { field: None, message: format!("the query string cannot be read: {}", e.body_text()) })?;
     let skip_image = match query.skip_current_image.as_deref() {
         None => false,
@@ -401,7 +397,9 @@ mod tests {
 
     #[test]
     fn query_booleans() {
-        for (raw, want) in [("true", Some(true)), ("True", Some(true)), ("1", Some(true)), ("false", Some(false)), ("0", Some(false)), ("maybe", None), ("", None)] {
+        for (raw, want) in
+            [("true", Some(true)), ("True", Some(true)), ("1", Some(true)), ("false", Some(false)), ("0", Some(false)), ("maybe", None), ("", None)]
+        {
             assert_eq!(super::query_bool(raw), want, "{raw}");
         }
     }

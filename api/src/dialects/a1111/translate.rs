@@ -154,7 +154,8 @@ const DEFAULT_PREVIEW_PERIOD: i64 = 10;
 /// `show_progress_every_n_steps` (an integer from -1, default 10); null is the default. A bad
 /// value is a 422 naming the option, as `field` (`override_settings.<key>` for an override).
 pub fn preview_options(enable: Option<&Value>, every: Option<&Value>, field: impl Fn(&'static str) -> String) -> Result<(bool, i64), ApiError> {
-    let bad = |key: &'static str, what: &str, got: &Value| ApiError::Parameter { field: field(key).into(), message: format!("{key} must be {what}; got {got}") };
+    let bad =
+        |key: &'static str, what: &str, got: &Value| ApiError::Parameter { field: field(key).into(), message: format!("{key} must be {what}; got {got}") };
     let enable = match enable {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
@@ -351,7 +352,11 @@ mod tests {
         assert_eq!(preview_every(opts(json!(true), json!(20)).unwrap(), 10), None);
         assert_eq!(preview_every(opts(json!(false), json!(3)).unwrap(), 50), None);
         // Bad values name the option.
-        for (enable, every, field) in [(json!("yes"), json!(1), LIVE_PREVIEWS_ENABLE), (json!(true), json!(-2), SHOW_PROGRESS_EVERY_N_STEPS), (json!(true), json!(1.5), SHOW_PROGRESS_EVERY_N_STEPS)] {
+        for (enable, every, field) in [
+            (json!("yes"), json!(1), LIVE_PREVIEWS_ENABLE),
+            (json!(true), json!(-2), SHOW_PROGRESS_EVERY_N_STEPS),
+            (json!(true), json!(1.5), SHOW_PROGRESS_EVERY_N_STEPS),
+        ] {
             let e = preview_options(Some(&enable), Some(&every), |k| format!("override_settings.{k}")).unwrap_err();
             assert_eq!(field_of(e), format!("override_settings.{field}"));
         }
