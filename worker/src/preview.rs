@@ -48,12 +48,13 @@ pub fn approximate(family: Family, latents: &[f32], height: usize, width: usize)
     let (l0, rest) = latents.split_at(plane);
     let (l1, rest) = rest.split_at(plane);
     let (l2, l3) = rest.split_at(plane);
-    let mut pixels = Vec::with_capacity(3 * plane);
-    for (((&a, &b), &c), &d) in l0.iter().zip(l1).zip(l2).zip(l3) {
-        for w in &weights {
+    let mut pixels = vec![0u8; 3 * plane];
+    for ((((&a, &b), &c), &d), px) in l0.iter().zip(l1).zip(l2).zip(l3).zip(pixels.chunks_exact_mut(3)) {
+        for (w, out) in weights.iter().zip(px) {
             let x = w[0] * a + w[1] * b + w[2] * c + w[3] * d;
-            // [-1, 1] to [0, 255]; NaN (a diverged sample) goes to 0 with the cast.
-            pixels.push(((x * 0.5 + 0.5).clamp(0.0, 1.0) * 255.0).round() as u8);
+            // [-1, 1] to [0, 255], rounded half up by the truncating cast (a libm round() per
+            // value would cost more than the rest); NaN (a diverged sample) casts to 0.
+            *out = (x * 127.5 + 128.0).clamp(0.0, 255.0) as u8;
         }
     }
     Some(RgbImage { width, height, pixels })
