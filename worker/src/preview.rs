@@ -134,9 +134,9 @@ mod tests {
 
     #[test]
     fn pixels_are_row_major_from_channel_major_latents() {
-        // 2 rows × 3 columns; only pixel (row 1, column 2) has channel 0 set.
+        // 2 rows × 3 columns; only pixel (row 1, column 2) is set: bright in every colour.
         let mut latents = vec![0.0; 4 * 6];
-        latents[5] = 3.0;
+        (latents[5], latents[3 * 6 + 5]) = (10.0, -10.0);
         let img = approximate(Family::Sd, &latents, 2, 3).unwrap();
         for i in 0..5 {
             assert_eq!(px(&img, i), [128, 128, 128]);
