@@ -451,6 +451,11 @@ impl Service {
         Ok(self.store.current_job(tenant).await?)
     }
 
+    /// A job's newest live preview, if it has one.
+    pub async fn latest_preview(&self, job: Uuid) -> Result<Option<darkroom_shared::store::Preview>, ApiError> {
+        Ok(self.store.latest_preview(job).await?)
+    }
+
     /// Ask the tenant's running jobs to stop at their next step (queued ones are left).
     /// Returns how many were asked.
     pub async fn interrupt_running(&self, tenant: Uuid) -> Result<u64, ApiError> {

@@ -56,7 +56,7 @@ pub mod defaults {
 
 /// One generation job, as JSON: `{"model", "prompt", "negative_prompt", "width", "height",
 /// "steps", "guidance_scale", "sampler", "seed", "num_images", "init_image", "strength",
-/// "output_format"}`. Only `model` and `prompt` are required; `width`/`height` default to the
+/// "output_format", "preview_every"}`. Only `model` and `prompt` are required; `width`/`height` default to the
 /// model family's native size and `seed` to a random one (resolved before the job runs, so the
 /// stored request always says which seed made the image). Unknown fields are rejected.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,6 +120,13 @@ pub struct GenerationRequest {
     /// The images' encoding (`jpg` is read as `jpeg`).
     #[serde(default)]
     pub output_format: OutputFormat,
+    /// Live previews: every this many steps (counted as the job's progress counts them) the
+    /// worker makes a small preview of the denoised image (one pixel per 8×8 pixels, PNG; a
+    /// cheap linear approximation, not a VAE decode), recorded as a `preview` event of the job.
+    /// 0 to `steps`; absent or 0: no previews (the default).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 150, example = 5))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_every: Option<u32>,
 }
 
 fn default_steps() -> u32 {
@@ -152,6 +159,7 @@ impl GenerationRequest {
             init_image: None,
             strength: None,
             output_format: OutputFormat::Png,
+            preview_every: None,
         }
     }
 }
@@ -170,12 +178,19 @@ mod tests {
     fn all_fields_round_trip() {
         let json = r#"{"model":"m","prompt":"p","negative_prompt":"n","width":512,"height":768,"steps":30,
             "guidance_scale":5.0,"sampler":"DPM++ 2M Karras","seed":7,"num_images":2,
-            "init_image":"aGk=","strength":0.5,"output_format":"jpg"}"#;
+            "init_image":"aGk=","strength":0.5,"output_format":"jpg","preview_every":5}"#;
         let r: GenerationRequest = serde_json::from_str(json).unwrap();
         assert_eq!(r.output_format, OutputFormat::Jpeg);
         assert_eq!((r.width, r.height, r.seed, r.strength), (Some(512), Some(768), Some(7), Some(0.5)));
         let back: GenerationRequest = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// Requests stored before `preview_every` existed hash the same (cache, idempotency).
+    #[test]
+    fn no_preview_every_serializes_as_before() {
+        let json = serde_json::to_string(&GenerationRequest::new("m", "p")).unwrap();
+        assert!(!json.contains("preview_every"), "{json}");
     }
 
     #[test]

@@ -126,6 +126,15 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
         return Err(out_of_range("num_images", format!("an integer from 1 to {MAX_NUM_IMAGES}"), req.num_images));
     }
 
+    // 0 means off, like absent: stored as absent, so both hash alike.
+    match req.preview_every {
+        Some(0) => out.preview_every = None,
+        Some(n) if n > req.steps => {
+            return Err(out_of_range("preview_every", format!("an integer from 0 (off) to steps ({})", req.steps), n));
+        }
+        _ => {}
+    }
+
     let sampler: Sampler = req.sampler.parse().map_err(|_| ValidationError::UnknownSampler { name: req.sampler.clone(), valid: Sampler::names() })?;
     out.sampler = sampler.a1111_name();
 
@@ -305,6 +314,7 @@ mod tests {
             (Box::new(|r| r.negative_prompt = Some("é".repeat(4001))), "negative_prompt"),
             (Box::new(|r| r.seed = Some(1 << 63)), "seed"),
             (Box::new(|r| r.sampler = "Euler b".into()), "sampler"),
+            (Box::new(|r| r.preview_every = Some(26)), "preview_every"),
             (Box::new(|r| r.strength = Some(0.5)), "strength"),
             (Box::new(|r| r.init_image = Some("not base64!".into())), "init_image"),
             (Box::new(|r| r.init_image = Some(base64::engine::general_purpose::STANDARD.encode(b"GIF89a....."))), "init_image"),
@@ -321,6 +331,20 @@ mod tests {
         assert!(check(&req).is_ok());
         req.num_images = 2;
         assert_eq!(field_of(&req), "seed");
+    }
+
+    #[test]
+    fn preview_every_is_off_at_zero_and_at_most_steps() {
+        let mut req = GenerationRequest::new("sd15", "p");
+        req.preview_every = Some(0);
+        assert_eq!(check(&req).unwrap().preview_every, None);
+        req.preview_every = Some(req.steps);
+        assert_eq!(check(&req).unwrap().preview_every, Some(req.steps));
+        req.steps = 4;
+        req.preview_every = Some(5);
+        let err = check(&req).unwrap_err();
+        assert_eq!(err.field(), "preview_every");
+        assert!(err.to_string().contains("steps (4)"), "{err}");
     }
 
     /// An ONNX UNet runs only sizes its downsampling divides: other multiples of 8 are refused

@@ -13,6 +13,7 @@ mod limits;
 mod metrics;
 mod openapi;
 mod pipeline;
+mod previews;
 mod restart;
 mod service;
 mod workers;

@@ -2,11 +2,13 @@
 //! print the means, and optionally run Optimum's Python pipeline
 //! (tools/bench/optimum_pipeline.py) on the same model and settings for the ratio.
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use darkroom_worker::model::Family;
 use darkroom_worker::pipeline::{GenerateParams, NoObserver, Timings};
-use darkroom_worker::request;
+use darkroom_worker::rng::TorchRng;
+use darkroom_worker::{preview, request};
 
 use crate::cli::BenchArgs;
 use crate::generate::{flag_error, load, ms, report};
@@ -41,6 +43,25 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     report(&mean_timings);
     println!("darkroom wall per image: mean {:.2} ms, min {:.2} ms", ms(mean_total), ms(min_total));
+    if args.previews > 0 {
+        let steps = &mean_timings.unet_steps;
+        let step = steps.iter().sum::<Duration>() / (steps.len().max(1) as u32);
+        let f = pipeline.model().vae_scale_factor;
+        let own = (pipeline.model().family, params.height / f, params.width / f);
+        for (family, h, w) in [(Family::Sd, 64, 64), (Family::Sdxl, 128, 128), own] {
+            let (matrix, png) = preview_cost(family, h, w, args.previews)?;
+            let total = matrix + png;
+            println!(
+                "preview of {w}x{h} latents ({family}, {} runs): matrix {:.1} us + PNG {:.1} us = {:.1} us, {:.3} % of this run's UNet step ({:.2} ms)",
+                args.previews,
+                matrix.as_secs_f64() * 1e6,
+                png.as_secs_f64() * 1e6,
+                total.as_secs_f64() * 1e6,
+                100.0 * total.as_secs_f64() / step.as_secs_f64(),
+                ms(step),
+            );
+        }
+    }
     if let Some(python) = &args.compare_python {
         let (py_mean, py_min) = python_bench(python, &args, &params)?;
         println!("optimum (python) wall per image: mean {py_mean:.2} ms, min {py_min:.2} ms");
@@ -62,6 +83,24 @@ fn mean(runs: &[Timings]) -> Timings {
         in_onnx_runtime: mean(&|t| t.in_onnx_runtime),
         total: mean(&|t| t.total),
     }
+}
+
+/// The mean time of one live preview of `h`×`w` latents, in its two parts: the linear map to RGB
+/// (on the pipeline's thread) and the PNG encoding with base64 (on the async side). The latents
+/// are standard-normal noise (what early steps hold; the cost does not depend on the values).
+fn preview_cost(family: Family, h: usize, w: usize, runs: usize) -> anyhow::Result<(Duration, Duration)> {
+    let latents = TorchRng::new(7).randn(preview::LATENT_CHANNELS * h * w);
+    let (mut matrix, mut png) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let image = preview::approximate(family, &latents, h, w).context("latents of the wrong size")?;
+        let t2 = Instant::now();
+        let encoded = preview::encode(&image, 1, 1)?;
+        png += t2.elapsed();
+        matrix += t2 - t;
+        std::hint::black_box(encoded);
+    }
+    Ok((matrix / runs as u32, png / runs as u32))
 }
 
 /// Run Optimum's pipeline with `python` on the same model and settings; its wall time per

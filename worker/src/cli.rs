@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Seconds between heartbeats.
     #[arg(long, env = "DARKROOM_HEARTBEAT_SECS", default_value_t = 5.0)]
     pub heartbeat_secs: f64,
+    /// When a job with live previews ends, how many seconds its last preview may still take to
+    /// be recorded before the job's result is (previews never hold up the pipeline itself).
+    #[arg(long, env = "DARKROOM_PREVIEW_FLUSH_SECS", default_value_t = 1.0)]
+    pub preview_flush_secs: f64,
     /// On SIGTERM, seconds the job in hand may still run before it is handed back.
     #[arg(long, env = "DARKROOM_SHUTDOWN_GRACE_SECS", default_value_t = 20.0)]
     pub shutdown_grace_secs: f64,
@@ -192,4 +196,8 @@ pub struct BenchArgs {
     /// Also run tools/bench/optimum_pipeline.py with this Python, on the same model and settings.
     #[arg(long)]
     pub compare_python: Option<PathBuf>,
+    /// Also time this many live previews (latents to RGB, then PNG) at SD 1.x's 64×64 latents
+    /// (512² images), SDXL's 128×128 (1024²) and this run's size, against its UNet step; 0: no.
+    #[arg(long, default_value_t = 0)]
+    pub previews: usize,
 }

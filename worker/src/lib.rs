@@ -6,6 +6,7 @@ pub mod model;
 pub mod onnx;
 pub mod output;
 pub mod pipeline;
+pub mod preview;
 pub mod request;
 pub mod rng;
 pub mod runtime;

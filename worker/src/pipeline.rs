@@ -80,10 +80,28 @@ pub struct Timings {
     pub total: Duration,
 }
 
-/// Told about progress; asked whether to stop. Both are called between steps.
+/// The image in progress, for a live preview: the sampler's denoised prediction (x0) where it
+/// has one (every sampler we have), else the latents; channel-major, `[channels, height, width]`.
+pub struct Latents<'a> {
+    pub family: Family,
+    pub data: &'a [f32],
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// Told about progress; asked whether to stop. All are called between steps.
 pub trait Observer {
     /// `step` of `total` denoising steps are done, counted over all images of the job.
     fn on_step(&mut self, _step: usize, _total: usize) {}
+    /// Every how many steps (as `on_step` counts them) [`Observer::on_latents`] is called; 0:
+    /// never (the pipeline then does no preview work).
+    fn preview_every(&self) -> usize {
+        0
+    }
+    /// After `step` of `total` (just before `on_step`), every `preview_every` steps. Called on
+    /// the pipeline's thread: do only cheap work here.
+    fn on_latents(&mut self, _step: usize, _total: usize, _latents: &Latents<'_>) {}
     fn is_canceled(&self) -> bool {
         false
     }
@@ -240,7 +258,14 @@ impl Pipeline {
                 let noise_pred = self.predict_noise(&latents, &cond, scheduler.as_ref(), i, timesteps[i], p.guidance_scale, [lh, lw])?;
                 latents = scheduler.step(&noise_pred, i, &latents, &mut |len| rng.randn(len));
                 timings.unet_steps.push(t.elapsed());
-                observer.on_step(index * per_image + n + 1, total);
+                let step = index * per_image + n + 1;
+                let every = observer.preview_every();
+                if every > 0 && step.is_multiple_of(every) {
+                    let data = scheduler.denoised().unwrap_or(&latents);
+                    let view = Latents { family: self.model.family, data, channels: self.latent_channels, height: lh, width: lw };
+                    observer.on_latents(step, total, &view);
+                }
+                observer.on_step(step, total);
             }
             if observer.is_canceled() {
                 return Err(PipelineError::Canceled);

@@ -29,6 +29,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         max_attempts: args.delivery.max_attempts,
         recovery_every: args.delivery.recovery_every(),
         shutdown_grace: secs(args.shutdown_grace_secs),
+        preview_flush: secs(args.preview_flush_secs),
         deadline: DeadlinePolicy::from_secs(args.job_deadline_secs, args.job_deadline_secs_per_cost, args.job_hang_grace_secs),
         test_hang_at_step: deadline::test_hang_at_step(),
         started,

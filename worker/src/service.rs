@@ -12,14 +12,15 @@ use darkroom_shared::job::{Claim, ErrorType, JobStatus, LeaseState, NewImage};
 use darkroom_shared::queue::{Delivery, Queue, QueueError};
 use darkroom_shared::request::GenerationRequest;
 use darkroom_shared::store::{ModelEntry, ModelLoad, Store, StoreError, WorkerStart};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::deadline::{self, DeadlinePolicy};
 use crate::output;
-use crate::pipeline::{GeneratedImage, Observer, Pipeline, PipelineError};
+use crate::pipeline::{GeneratedImage, Latents, Observer, Pipeline, PipelineError, RgbImage};
+use crate::preview;
 use crate::request::resolve_validated;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,8 @@ pub struct Settings {
     pub recovery_every: Duration,
     /// On shutdown, how long the job in hand may still run before it is handed back.
     pub shutdown_grace: Duration,
+    /// When a job ends, how long its last preview may still take to be recorded.
+    pub preview_flush: Duration,
     /// How long one job may run, and how long a hung pipeline call is waited for.
     pub deadline: DeadlinePolicy,
     /// TEST ONLY ([`deadline::TEST_HANG_ENV`]): block the pipeline thread forever after this step.
@@ -95,9 +98,35 @@ struct JobObserver {
     reasons: Arc<StopReasons>,
     /// TEST ONLY: hang forever once this step is done.
     hang_at_step: Option<usize>,
+    /// The request's `preview_every` (0: off).
+    preview_every: usize,
+    /// The newest preview image, for the recorder ([`record_previews`]): a watch channel holds
+    /// one value, so a preview not yet taken is replaced by the next (dropped, never queued),
+    /// and sending never waits.
+    previews: watch::Sender<Option<RawPreview>>,
+}
+
+/// A preview as the pipeline thread makes it: the RGB approximation, not yet encoded.
+#[derive(Clone)]
+struct RawPreview {
+    step: usize,
+    total: usize,
+    image: RgbImage,
 }
 
 impl Observer for JobObserver {
+    fn preview_every(&self) -> usize {
+        self.preview_every
+    }
+    fn on_latents(&mut self, step: usize, total: usize, l: &Latents<'_>) {
+        // Only the matrix step here; the recorder encodes and stores.
+        if l.channels != preview::LATENT_CHANNELS {
+            return;
+        }
+        if let Some(image) = preview::approximate(l.family, l.data, l.height, l.width) {
+            self.previews.send_replace(Some(RawPreview { step, total, image }));
+        }
+    }
     fn on_step(&mut self, step: usize, total: usize) {
         let _ = self.progress.send((step, total));
         if self.hang_at_step == Some(step) {
@@ -250,11 +279,20 @@ async fn handle(
     let stop = Arc::new(AtomicBool::new(false));
     let (progress_tx, progress_rx) = mpsc::unbounded_channel();
     let keeper = tokio::spawn(keep_lease(store.clone(), claim.clone(), s.lease, progress_rx, reasons.clone(), stop.clone()).instrument(span.clone()));
+    let (previews, previews_rx) = watch::channel(None);
+    let recorder = tokio::spawn(record_previews(store.clone(), claim.job_id, claim.lease, previews_rx).instrument(span.clone()));
 
     let pipeline = served.pipeline.clone();
     let request = claim.request.clone();
-    let mut observer =
-        JobObserver { progress: progress_tx, stop: stop.clone(), deadline: started + limit, reasons: reasons.clone(), hang_at_step: s.test_hang_at_step };
+    let mut observer = JobObserver {
+        progress: progress_tx,
+        stop: stop.clone(),
+        deadline: started + limit,
+        reasons: reasons.clone(),
+        hang_at_step: s.test_hang_at_step,
+        preview_every: claim.request.preview_every.unwrap_or(0) as usize,
+        previews,
+    };
     let model = claim.model.clone();
     let mut work = tokio::task::spawn_blocking(move || {
         let _span = span.enter();
@@ -286,6 +324,7 @@ async fn handle(
             }
             _ = &mut hung => {
                 keeper.abort();
+                recorder.abort();
                 return Err(give_up_hung(store, queue, &claim, started, s).await);
             }
             _ = shutdown.cancelled(), if watching => {
@@ -301,6 +340,12 @@ async fn handle(
         }
     };
     keeper.abort();
+    // The pipeline is done (its observer, the previews' sender, is dropped): let the last
+    // preview land before the job ends, within the flush limit.
+    let mut recorder = recorder;
+    if tokio::time::timeout(s.preview_flush, &mut recorder).await.is_err() {
+        recorder.abort();
+    }
     let result = result.map_err(|e| ServiceError::Panicked(e.to_string()))?;
     finish(store, queue, &claim, result, &reasons, started, s).await
 }
@@ -476,6 +521,27 @@ async fn finish(
         queue.release(claim.tenant_id, id, &claim.model).await?;
     }
     Ok(())
+}
+
+/// While the job runs: encode and store the newest preview, one at a time (while one is being
+/// stored, newer ones replace each other in the channel). Ends when the pipeline drops its
+/// sender and the last preview is stored. Failures cost the preview only: they are logged.
+async fn record_previews(store: Store, job: Uuid, lease: Uuid, mut previews: watch::Receiver<Option<RawPreview>>) {
+    while previews.changed().await.is_ok() {
+        let Some(raw) = previews.borrow_and_update().clone() else { continue };
+        let preview = match preview::encode(&raw.image, raw.step, raw.total) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(job = %job, "preview of step {}: {e}", raw.step);
+                continue;
+            }
+        };
+        match store.record_preview(job, lease, &preview).await {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(job = %job, "preview of step {} not recorded: the job is no longer ours or running", raw.step),
+            Err(e) => tracing::warn!(job = %job, "recording the preview of step {} failed: {e}", raw.step),
+        }
+    }
 }
 
 /// While the job runs: forward progress (coalesced) and renew the lease; stop the pipeline

@@ -18,6 +18,8 @@ pub(crate) struct Ddim {
     step_ratio: i64,
     prediction: Prediction,
     clip: Option<f32>,
+    /// The latest step's x0 prediction.
+    denoised: Vec<f32>,
 }
 
 impl Ddim {
@@ -43,6 +45,7 @@ impl Ddim {
             step_ratio: (t / n) as i64,
             prediction: c.prediction,
             clip,
+            denoised: Vec::new(),
         })
     }
 }
@@ -82,7 +85,12 @@ impl Scheduler for Ddim {
         // eta = 0: std_dev_t = 0, so the direction coefficient is sqrt(1 - a_prev - 0).
         let dir = (1.0 - a_prev - 0.0).sqrt();
         let c0 = a_prev.sqrt();
-        x0.iter().zip(&eps).map(|(&x, &e)| c0 * x + dir * e).collect()
+        let prev = x0.iter().zip(&eps).map(|(&x, &e)| c0 * x + dir * e).collect();
+        self.denoised = x0;
+        prev
+    }
+    fn denoised(&self) -> Option<&[f32]> {
+        Some(&self.denoised)
     }
     fn add_noise(&self, original: &[f32], noise: &[f32], index: usize) -> Vec<f32> {
         assert_eq!(original.len(), noise.len(), "add_noise: original and noise lengths differ");

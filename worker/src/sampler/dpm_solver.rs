@@ -109,6 +109,9 @@ impl Scheduler for DpmSolverMultistep {
     fn set_begin_index(&mut self, _begin_index: usize) {
         self.prev_x0 = None;
     }
+    fn denoised(&self) -> Option<&[f32]> {
+        self.prev_x0.as_deref()
+    }
     /// DPM-Solver takes the sample as it is.
     fn scale_model_input(&self, _sample: &mut [f32], _index: usize) {}
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], _noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32> {

@@ -13,6 +13,8 @@ pub(crate) struct Euler {
     sigmas: Vec<f32>,
     init_noise_sigma: f32,
     prediction: Prediction,
+    /// The latest step's x0 prediction.
+    denoised: Vec<f32>,
 }
 
 impl Euler {
@@ -51,7 +53,7 @@ impl Euler {
             timesteps.iter().map(|&v| v as f32 as f64).collect()
         };
         let init_noise_sigma = kdiff::init_noise_sigma(&sigmas, c.spacing);
-        Ok(Euler { timesteps, sigmas, init_noise_sigma, prediction })
+        Ok(Euler { timesteps, sigmas, init_noise_sigma, prediction, denoised: Vec::new() })
     }
 }
 
@@ -67,7 +69,11 @@ impl Scheduler for Euler {
         let sigma = self.sigmas[index];
         let pred = kdiff::pred_original(self.prediction, model_output, sample, sigma);
         let d = kdiff::derivative(sample, &pred, sigma);
+        self.denoised = pred;
         kdiff::euler_update(sample, &d, self.sigmas[index + 1] - sigma)
+    }
+    fn denoised(&self) -> Option<&[f32]> {
+        Some(&self.denoised)
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

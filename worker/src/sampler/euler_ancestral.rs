@@ -13,6 +13,8 @@ pub(crate) struct EulerAncestral {
     sigmas: Vec<f32>,
     init_noise_sigma: f32,
     prediction: Prediction,
+    /// The latest step's x0 prediction.
+    denoised: Vec<f32>,
 }
 
 impl EulerAncestral {
@@ -27,7 +29,7 @@ impl EulerAncestral {
         let timesteps: Vec<f64> = ts.iter().map(|&v| v as f64).collect();
         let sigmas: Vec<f32> = interp_sigmas(&timesteps, &sched.sigmas()).iter().map(|&s| s as f32).chain([0.0]).collect();
         let init_noise_sigma = kdiff::init_noise_sigma(&sigmas, c.spacing);
-        Ok(EulerAncestral { timesteps, sigmas, init_noise_sigma, prediction: c.prediction })
+        Ok(EulerAncestral { timesteps, sigmas, init_noise_sigma, prediction: c.prediction, denoised: Vec::new() })
     }
 }
 
@@ -45,6 +47,7 @@ impl Scheduler for EulerAncestral {
         let sigma_up = (to * to * (from * from - to * to) / (from * from)).sqrt();
         let sigma_down = (to * to - sigma_up * sigma_up).sqrt();
         let d = kdiff::derivative(sample, &pred, sigma);
+        self.denoised = pred;
         let mut prev = kdiff::euler_update(sample, &d, sigma_down - sigma);
         let eps = noise(model_output.len());
         assert_eq!(eps.len(), prev.len(), "noise closure returned the wrong number of values");
@@ -52,6 +55,9 @@ impl Scheduler for EulerAncestral {
             *x += e * sigma_up;
         }
         prev
+    }
+    fn denoised(&self) -> Option<&[f32]> {
+        Some(&self.denoised)
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

@@ -21,6 +21,8 @@ pub(crate) struct Heun {
     clip: Option<f32>,
     /// Predictor state kept for the corrector call: (derivative, dt, sample).
     first_order: Option<(Vec<f32>, f32, Vec<f32>)>,
+    /// The latest step's x0 prediction.
+    denoised: Vec<f32>,
 }
 
 impl Heun {
@@ -51,7 +53,7 @@ impl Heun {
             rep_timesteps.extend([t, t]);
         }
         let init_noise_sigma = kdiff::init_noise_sigma(&rep_sigmas, c.spacing);
-        Ok(Heun { timesteps: rep_timesteps, sigmas: rep_sigmas, init_noise_sigma, prediction: c.prediction, clip, first_order: None })
+        Ok(Heun { timesteps: rep_timesteps, sigmas: rep_sigmas, init_noise_sigma, prediction: c.prediction, clip, first_order: None, denoised: Vec::new() })
     }
 }
 
@@ -78,20 +80,25 @@ impl Scheduler for Heun {
         if let Some(r) = self.clip {
             pred.iter_mut().for_each(|x| *x = x.clamp(-r, r));
         }
-        match self.first_order.take() {
+        let first_order = self.first_order.take();
+        // The derivative at the sigma the model saw (predictor: sigma, corrector: sigma_next).
+        let d = kdiff::derivative(sample, &pred, sigma_input);
+        self.denoised = pred;
+        match first_order {
             None => {
-                let d = kdiff::derivative(sample, &pred, sigma);
                 let dt = sigma_next - sigma;
                 let prev = kdiff::euler_update(sample, &d, dt);
                 self.first_order = Some((d, dt, sample.to_vec()));
                 prev
             }
             Some((d_prev, dt, x)) => {
-                let d = kdiff::derivative(sample, &pred, sigma_next);
                 let avg: Vec<f32> = d_prev.iter().zip(&d).map(|(&a, &b)| (a + b) / 2.0).collect();
                 kdiff::euler_update(&x, &avg, dt)
             }
         }
+    }
+    fn denoised(&self) -> Option<&[f32]> {
+        Some(&self.denoised)
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

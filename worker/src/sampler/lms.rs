@@ -25,6 +25,8 @@ pub(crate) struct Lms {
     prediction: Prediction,
     /// The most recent derivatives, newest last (at most LMS_ORDER).
     derivatives: VecDeque<Vec<f32>>,
+    /// The latest step's x0 prediction.
+    denoised: Vec<f32>,
 }
 
 /// 3-point Gauss–Legendre nodes and weights on [-1, 1]: exact for polynomials of degree ≤ 5.
@@ -46,7 +48,7 @@ impl Lms {
         }
         let sigmas: Vec<f32> = sigmas.iter().map(|&s| s as f32).chain([0.0]).collect();
         let init_noise_sigma = kdiff::init_noise_sigma(&sigmas, c.spacing);
-        Ok(Lms { timesteps, sigmas, init_noise_sigma, prediction: c.prediction, derivatives: VecDeque::new() })
+        Ok(Lms { timesteps, sigmas, init_noise_sigma, prediction: c.prediction, derivatives: VecDeque::new(), denoised: Vec::new() })
     }
 
     /// `get_lms_coefficient(order, t, current_order)`: ∫ over [σ_t, σ_{t+1}] of the Lagrange
@@ -75,6 +77,7 @@ impl Scheduler for Lms {
         let sigma = self.sigmas[index];
         let pred = kdiff::pred_original(self.prediction, model_output, sample, sigma);
         self.derivatives.push_back(kdiff::derivative(sample, &pred, sigma));
+        self.denoised = pred;
         if self.derivatives.len() > LMS_ORDER {
             self.derivatives.pop_front();
         }
@@ -92,6 +95,9 @@ impl Scheduler for Lms {
         }
         let acc = acc.expect("at least one derivative");
         sample.iter().zip(&acc).map(|(&s, &a)| s + a).collect()
+    }
+    fn denoised(&self) -> Option<&[f32]> {
+        Some(&self.denoised)
     }
     fn sigmas(&self) -> &[f32] {
         &self.sigmas

@@ -85,6 +85,11 @@ pub trait Scheduler: Send {
     /// diffusers' step(); called once per timesteps() entry, in order. `noise(n)` returns n standard-normal f32 values
     /// drawn from the image's generator (used only by ancestral samplers; diffusers draws randn_tensor(model_output.shape, generator)).
     fn step(&mut self, model_output: &[f32], index: usize, sample: &[f32], noise: &mut dyn FnMut(usize) -> Vec<f32>) -> Vec<f32>;
+    /// The denoised prediction (x0) of the latest step, where the sampler computes one: what
+    /// live previews show (the latents themselves are still mostly noise early on).
+    fn denoised(&self) -> Option<&[f32]> {
+        None
+    }
     /// diffusers' `scheduler.order` (2 for Heun, 1 otherwise); img2img starts at `t_start * order`.
     fn order(&self) -> usize {
         1

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -16,7 +17,7 @@ use darkroom_shared::request::OutputFormat;
 use darkroom_shared::sampler::Sampler;
 use darkroom_shared::store::ModelInfo;
 use darkroom_shared::validate::ValidationError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -102,7 +103,17 @@ async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img
     let catalog = service.catalog().await?;
     let model = checkpoint(service, &catalog, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT))?;
     let format = samples_format(overrides.get(SAMPLES_FORMAT).or(options.get(SAMPLES_FORMAT)))?;
-    let translate::Translated { request, echo } = translate::translate(body, model, format, img2img)?;
+    // Live previews as the tenant's options (or this request's overrides) ask, as A1111 does.
+    let option = |key| overrides.get(key).or(options.get(key));
+    let previews = translate::preview_options(option(translate::LIVE_PREVIEWS_ENABLE), option(translate::SHOW_PROGRESS_EVERY_N_STEPS), |k| {
+        if overrides.contains_key(k) {
+            format!("override_settings.{k}")
+        } else {
+            k.to_string()
+        }
+    })?;
+    let translate::Translated { mut request, echo } = translate::translate(body, model, format, img2img)?;
+    request.preview_every = translate::preview_every(previews, request.steps);
     let done = service.run_to_end(&caller.tenant, request.into(), &catalog, LONGEST_RUN).await?;
     if done.job.status == JobStatus::Failed {
         let message = done.job.error.clone().unwrap_or_else(|| "generation failed".into());
@@ -174,7 +185,8 @@ async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>)
     let stored = tenant_options(&service, caller.tenant.id).await?;
     let mut options: Map<String, Value> = match json!({
         "samples_format": "png", "sd_checkpoint_hash": null, "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1,
-        "eta_noise_seed_delta": 0, "enable_pnginfo": true, "samples_save": true, "jpeg_quality": 80
+        "eta_noise_seed_delta": 0, "enable_pnginfo": true, "samples_save": true, "jpeg_quality": 80,
+        "live_previews_enable": true, "show_progress_every_n_steps": 10
     }) {
         Value::Object(m) => m,
         _ => Map::new(),
@@ -188,7 +200,9 @@ async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>)
 /// Set options for the caller's tenant only.
 ///
 /// `sd_model_checkpoint` must name a catalog model (stored as its title); `samples_format` must
-/// be `png`, `jpg` or `webp`; other options are kept as given (at most `--max-options-keys`
+/// be `png`, `jpg` or `webp`; `live_previews_enable` a boolean and `show_progress_every_n_steps`
+/// an integer from -1 (they set the live previews of txt2img/img2img, shown by `progress`);
+/// other options are kept as given (at most `--max-options-keys`
 /// keys and `--max-options-bytes` bytes, no NUL character).
 #[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111SetOptions", tag = tags::A1111,
     request_body(content = HashMap<String, serde_json::Value>, example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "webp"})),
@@ -213,6 +227,14 @@ async fn set_options(
             CHECKPOINT => Value::String(checkpoint(&service, &catalog, Some(&value), true)?),
             SAMPLES_FORMAT => {
                 samples_format(Some(&value))?;
+                value
+            }
+            translate::LIVE_PREVIEWS_ENABLE => {
+                translate::preview_options(Some(&value), None, str::to_string)?;
+                value
+            }
+            translate::SHOW_PROGRESS_EVERY_N_STEPS => {
+                translate::preview_options(None, Some(&value), str::to_string)?;
                 value
             }
             _ => value,
@@ -254,10 +276,34 @@ async fn schedulers(_caller: Caller<A1111>) -> Answer<Json<Vec<SchedulerItem>>> 
     ]))
 }
 
+/// `progress`'s query (read as text, so that a bad value is a 422 naming it).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ProgressQuery {
+    /// Leave `current_image` out (null), as A1111 does; default false.
+    #[param(value_type = Option<bool>)]
+    skip_current_image: Option<String>,
+}
+
 /// The caller's current job (the oldest running one, else the oldest queued), as A1111's
-/// global `progress`: another tenant's work is never visible.
-#[utoipa::path(get, path = "/sdapi/v1/progress", operation_id = "a1111Progress", tag = tags::A1111, responses((status = 200, description = "Progress of the caller's current job", body = Progress)))]
-async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Progress>> {
+/// global `progress`: another tenant's work is never visible. `current_image` is the job's
+/// newest live preview (base64 PNG), made as the tenant's `live_previews_enable` and
+/// `show_progress_every_n_steps` options asked when the job was submitted (see `preview_every`
+/// on `POST /v1/jobs`); null before the first one, and with `skip_current_image=true`.
+#[utoipa::path(get, path = "/sdapi/v1/progress", operation_id = "a1111Progress", tag = tags::A1111, params(ProgressQuery),
+    responses(
+        (status = 200, description = "Progress of the caller's current job", body = Progress),
+        (status = 422, description = "`skip_current_image` is not a boolean"),
+    ))]
+async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>, query: Result<Query<ProgressQuery>, QueryRejection>) -> Answer<Json<Progress>> {
+    let Query(query) = query.map_err(|e| ApiError::Malformed { field: None, message: format!("the query string cannot be read: {}", e.body_text()) })?;
+    let skip_image = match query.skip_current_image.as_deref() {
+        None => false,
+        Some(raw) => query_bool(raw).ok_or_else(|| ApiError::Parameter {
+            field: "skip_current_image".into(),
+            message: format!("skip_current_image must be a boolean (true or false); got {raw:?}"),
+        })?,
+    };
     let (current, job_count) = service.current_job(caller.tenant.id).await?;
     let current: Option<&Job> = current.as_ref();
     let (step, total) = current.map(|j| (i64::from(j.progress_step), i64::from(j.progress_total))).unwrap_or((0, 0));
@@ -276,7 +322,20 @@ async fn progress(State(service): State<Arc<Service>>, caller: Caller<A1111>) ->
         sampling_steps: total,
     };
     let textinfo = current.map(|j| format!("job {} {}", j.id, j.status.as_str()));
-    Ok(Json(Progress { progress: fraction, eta_relative, state, current_image: None, textinfo }))
+    let current_image = match current {
+        Some(j) if !skip_image && j.status == JobStatus::Running => service.latest_preview(j.id).await?.map(|p| p.image),
+        _ => None,
+    };
+    Ok(Json(Progress { progress: fraction, eta_relative, state, current_image, textinfo }))
+}
+
+/// A query-string boolean as FastAPI (pydantic) reads one.
+fn query_bool(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "t" | "y" => Some(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Some(false),
+        _ => None,
+    }
 }
 
 /// Stop the caller's running jobs at their next step (queued jobs are left to run, as A1111's
@@ -334,6 +393,15 @@ mod tests {
         assert!(super::has_nul(&json!({"a": ["x", {"b\u{0}": 1}]})));
         assert!(super::has_nul(&json!("\u{0}")));
         assert!(!super::has_nul(&json!({"a": ["x", {"b": "\u{1}"}]})));
+    }
+
+    #[test]
+    fn query_booleans() {
+        for (raw, want) in
+            [("true", Some(true)), ("True", Some(true)), ("1", Some(true)), ("false", Some(false)), ("0", Some(false)), ("maybe", None), ("", None)]
+        {
+            assert_eq!(super::query_bool(raw), want, "{raw}");
+        }
     }
 
     #[test]

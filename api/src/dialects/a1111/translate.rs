@@ -143,6 +143,43 @@ fn non_negative(field: &'static str, v: Option<i64>, default: i64) -> Result<u32
     u32::try_from(v).map_err(|_| invalid(field, format!("{field} must be a non-negative integer; got {v}")))
 }
 
+/// The option that turns live previews on or off (A1111's default: on).
+pub const LIVE_PREVIEWS_ENABLE: &str = "live_previews_enable";
+/// The option saying every how many steps a live preview is made (A1111's default: 10).
+pub const SHOW_PROGRESS_EVERY_N_STEPS: &str = "show_progress_every_n_steps";
+/// A1111's default for [`SHOW_PROGRESS_EVERY_N_STEPS`].
+const DEFAULT_PREVIEW_PERIOD: i64 = 10;
+
+/// The live-preview options' values: `live_previews_enable` (a boolean, default true) and
+/// `show_progress_every_n_steps` (an integer from -1, default 10); null is the default. A bad
+/// value is a 422 naming the option, as `field` (`override_settings.<key>` for an override).
+pub fn preview_options(enable: Option<&Value>, every: Option<&Value>, field: impl Fn(&'static str) -> String) -> Result<(bool, i64), ApiError> {
+    let bad =
+        |key: &'static str, what: &str, got: &Value| ApiError::Parameter { field: field(key).into(), message: format!("{key} must be {what}; got {got}") };
+    let enable = match enable {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(bad(LIVE_PREVIEWS_ENABLE, "true or false", other)),
+    };
+    let every = match every {
+        None | Some(Value::Null) => DEFAULT_PREVIEW_PERIOD,
+        Some(v) => v.as_i64().filter(|&n| n >= -1).ok_or_else(|| bad(SHOW_PROGRESS_EVERY_N_STEPS, "an integer from -1 (no live previews)", v))?,
+    };
+    Ok((enable, every))
+}
+
+/// A1111's live-preview options as the canonical `preview_every` for a job of `steps` steps.
+/// A1111 makes a preview once `show_progress_every_n_steps` steps have passed since the last
+/// one, unless previews are disabled or the period is -1: so 0 (like 1) is every step, and a
+/// period longer than the job makes none during sampling.
+pub fn preview_every((enable, every): (bool, i64), steps: u32) -> Option<u32> {
+    if !enable || every < 0 {
+        return None;
+    }
+    let every = u32::try_from(every.max(1)).ok()?;
+    (every <= steps).then_some(every)
+}
+
 /// Translate; `model` is the checkpoint already resolved, `format` the tenant's `samples_format`.
 pub fn translate(body: Body, model: String, format: OutputFormat, img2img: bool) -> Result<Translated, ApiError> {
     let Body { mut merged, fields, init_image } = body;
@@ -299,6 +336,30 @@ mod tests {
         }
         // Accepted and ignored: what does not change the image, or says "off".
         assert!(fields(r#"{"save_images":true,"restore_faces":false,"alwayson_scripts":{},"script_args":[],"eta":1.0}"#, false).is_ok());
+    }
+
+    #[test]
+    fn live_preview_options_as_a1111_reads_them() {
+        let named = |k: &'static str| k.to_string();
+        let opts = |enable: Value, every: Value| preview_options(Some(&enable), Some(&every), named);
+        // Defaults: on, every 10 steps.
+        assert_eq!(preview_options(None, None, named).unwrap(), (true, 10));
+        assert_eq!(preview_every(opts(Value::Null, Value::Null).unwrap(), 50), Some(10));
+        // -1: none; 0: every step; longer than the job: none.
+        assert_eq!(preview_every(opts(json!(true), json!(-1)).unwrap(), 50), None);
+        assert_eq!(preview_every(opts(json!(true), json!(0)).unwrap(), 50), Some(1));
+        assert_eq!(preview_every(opts(json!(true), json!(3)).unwrap(), 50), Some(3));
+        assert_eq!(preview_every(opts(json!(true), json!(20)).unwrap(), 10), None);
+        assert_eq!(preview_every(opts(json!(false), json!(3)).unwrap(), 50), None);
+        // Bad values name the option.
+        for (enable, every, field) in [
+            (json!("yes"), json!(1), LIVE_PREVIEWS_ENABLE),
+            (json!(true), json!(-2), SHOW_PROGRESS_EVERY_N_STEPS),
+            (json!(true), json!(1.5), SHOW_PROGRESS_EVERY_N_STEPS),
+        ] {
+            let e = preview_options(Some(&enable), Some(&every), |k| format!("override_settings.{k}")).unwrap_err();
+            assert_eq!(field_of(e), format!("override_settings.{field}"));
+        }
     }
 
     #[test]
