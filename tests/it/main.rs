@@ -14,4 +14,5 @@ mod openapi;
 mod pipeline;
 mod restart;
 mod service;
+mod webhooks;
 mod workers;
