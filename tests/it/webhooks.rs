@@ -269,7 +269,8 @@ async fn webhooks_arrive_once_per_event_across_retries_and_a_killed_api() {
     let store = env.store().await;
     let until = Instant::now() + Duration::from_secs(90);
     loop {
-        let (pending,): (i64,) = sqlx::query_as("SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'").fetch_one(store.pool()).await.expect("outbox");
+        let (pending,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM webhook_deliveries WHERE state <> 'delivered'").fetch_one(store.pool()).await.expect("outbox");
         let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM webhook_deliveries").fetch_one(store.pool()).await.expect("outbox");
         if pending == 0 && rows as usize == expected.len() {
             break;

@@ -173,11 +173,15 @@ impl Deliverer {
         let (result, outcome) = self.attempt(&d).await;
         metrics::counter!(darkroom_shared::metrics::WEBHOOK_ATTEMPTS, "outcome" => outcome.as_str()).increment(1);
         match &result {
-            AttemptResult::Delivered { status } => tracing::info!(job = %d.job_id, event = %d.event, webhook_id = %d.webhook_id, attempt = d.attempts, status, "webhook delivered"),
+            AttemptResult::Delivered { status } => {
+                tracing::info!(job = %d.job_id, event = %d.event, webhook_id = %d.webhook_id, attempt = d.attempts, status, "webhook delivered")
+            }
             AttemptResult::Retry { error, retry_in, .. } => {
                 tracing::info!(job = %d.job_id, event = %d.event, webhook_id = %d.webhook_id, attempt = d.attempts, retry_in = ?retry_in, "webhook not delivered: {error}")
             }
-            AttemptResult::Dead { error, .. } => tracing::warn!(job = %d.job_id, event = %d.event, webhook_id = %d.webhook_id, attempt = d.attempts, "webhook given up: {error}"),
+            AttemptResult::Dead { error, .. } => {
+                tracing::warn!(job = %d.job_id, event = %d.event, webhook_id = %d.webhook_id, attempt = d.attempts, "webhook given up: {error}")
+            }
         }
         match self.store.finish_webhook_attempt(d.id, d.claim, &result).await {
             Ok(true) => {}

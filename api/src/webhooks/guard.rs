@@ -74,15 +74,15 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(Ipv4Addr::from((bits >> 80) as u32));
     }
     const BLOCKED: &[([u16; 8], u32)] = &[
-        ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // local-use NAT64
-        ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),     // discard-only
-        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),    // IETF protocol assignments (Teredo, ...)
+        ([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),  // local-use NAT64
+        ([0x100, 0, 0, 0, 0, 0, 0, 0], 64),      // discard-only
+        ([0x2001, 0, 0, 0, 0, 0, 0, 0], 23),     // IETF protocol assignments (Teredo, ...)
         ([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
-        ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),    // documentation
-        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),     // unique-local
-        ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),    // link-local
-        ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),    // site-local (deprecated)
-        ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),     // multicast
+        ([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),     // documentation
+        ([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),      // unique-local
+        ([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),     // link-local
+        ([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),     // site-local (deprecated)
+        ([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),      // multicast
     ];
     !BLOCKED.iter().any(|&(net, prefix)| in_v6(ip, net, prefix))
 }
@@ -197,7 +197,9 @@ mod tests {
         ] {
             assert!(!public(ip), "{ip} must not be public");
         }
-        for ip in ["8.8.8.8", "93.184.215.14", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::"] {
+        for ip in
+            ["8.8.8.8", "93.184.215.14", "1.1.1.1", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::"]
+        {
             assert!(public(ip), "{ip} is public");
         }
     }
