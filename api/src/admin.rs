@@ -1,4 +1,4 @@
-//! The administration subcommands: `migrate`, `tenant create|list|set`, `token issue|revoke`. Each
+//! The administration subcommands: `migrate`, `tenant create|list|set|webhook-secret`, `token issue|revoke`. Each
 //! runs against a store that is already connected and migrated, and prints what it did.
 use darkroom_shared::store::{LimitsUpdate, Store, StoreError};
 
@@ -72,6 +72,19 @@ pub async fn run(store: &Store, command: &Command) -> Result<(), StoreError> {
                 shown(l.max_running),
                 shown(l.weight)
             );
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::WebhookSecret { name }) => {
+            let new = store.rotate_webhook_secret(name).await?;
+            match new.previous_until {
+                None => println!("created the webhook secret of tenant {name}."),
+                Some(until) => println!(
+                    "rotated the webhook secret of tenant {name}; deliveries are signed with the previous one too until {} UTC.",
+                    until.format("%Y-%m-%d %H:%M:%S")
+                ),
+            }
+            println!("verify deliveries with it (Standard Webhooks); the next line is the secret:");
+            println!("{}", new.secret);
             Ok(())
         }
         Command::Token(TokenCommand::Issue { tenant }) => {

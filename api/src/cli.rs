@@ -112,6 +112,8 @@ pub struct ServeArgs {
     pub tenant_defaults: TenantDefaults,
     #[command(flatten)]
     pub load_estimate: LoadEstimate,
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookArgs,
 }
 
 /// How long a model with no live worker is said to take to come up (Hugging Face's 503
@@ -185,6 +187,13 @@ pub enum TenantCommand {
         #[arg(long, value_name = "W|default", value_parser = limit::<f64>)]
         weight: Option<Limit<f64>>,
     },
+    /// Create or rotate the tenant's webhook signing secret and print it (`whsec_...`, alone on
+    /// the last line). Deliveries are signed with it (Standard Webhooks); after a rotation the
+    /// previous secret signs them too for a day, so receivers can switch without losing any.
+    WebhookSecret {
+        /// The tenant's name.
+        name: String,
+    },
 }
 
 /// A duration: a number with a unit (`d`, `h`, `m`, `s`; seconds without one).
@@ -211,7 +220,7 @@ fn at_least_zero(raw: &str) -> Result<f64, String> {
     raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| format!("expected a number of at least 0, got {raw:?}"))
 }
 
-fn above_zero(raw: &str) -> Result<f64, String> {
+pub fn above_zero(raw: &str) -> Result<f64, String> {
     raw.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).ok_or_else(|| format!("expected a number above 0, got {raw:?}"))
 }
 

@@ -18,6 +18,7 @@ mod routes;
 mod serve;
 mod service;
 mod wait;
+mod webhooks;
 
 use std::process::ExitCode;
 

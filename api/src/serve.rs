@@ -1,5 +1,5 @@
 //! `darkroom-api serve`: connect to Postgres (migrating it) and Redis, recover once, start the
-//! background tasks (job listener, waiter sweep, recovery, enqueue retries), then serve HTTP
+//! background tasks (job listener, waiter sweep, recovery, enqueue retries, webhook deliveries), then serve HTTP
 //! until SIGTERM/SIGINT, finishing the requests in flight.
 use std::future::Future;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use crate::cli::ServeArgs;
 use crate::limits;
 use crate::service::{Service, Settings};
 use crate::wait::{self, Listeners};
-use crate::{app, http, metrics};
+use crate::{app, http, metrics, webhooks};
 
 /// How long start-up keeps retrying a backend that does not answer yet.
 const STARTUP_PATIENCE: Duration = Duration::from_secs(30);
@@ -34,6 +34,10 @@ pub enum ServeError {
     Interrupted,
     #[error("cannot install the metrics recorder: {0}")]
     Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    #[error(transparent)]
+    WebhookClient(#[from] crate::webhooks::deliver::ClientError),
+    #[error("{0}")]
+    Config(String),
 }
 
 pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> {
@@ -53,6 +57,10 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         Err(e) => tracing::warn!("start-up recovery failed (the background pass retries): {e}"),
     }
 
+    if args.webhooks.lease() <= args.webhooks.timeout() {
+        return Err(ServeError::Config("--webhook-lease-secs must be longer than --webhook-timeout-secs (a delivery's lease covers its attempt)".into()));
+    }
+    let deliverer = webhooks::deliver::deliverer(store.clone(), &args.webhooks)?;
     let metrics = metrics::install(store.clone(), delivery.worker_live(), Duration::from_secs_f64(args.metrics_refresh_secs), shutdown.clone())?;
     let waiters = Listeners::default();
     let settings = Settings {
@@ -71,6 +79,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
         max_options_bytes: args.max_options_bytes,
         load_estimate_window: args.load_estimate.load_estimate_window,
         default_load: Duration::from_secs_f64(args.load_estimate.default_load_secs),
+        webhook_guard: args.webhooks.guard(),
     };
     let service = Service::new(store.clone(), queue.clone(), waiters.clone(), settings, shutdown.clone());
 
@@ -80,6 +89,7 @@ pub async fn run(backends: Backends, args: ServeArgs) -> Result<(), ServeError> 
     let retention = Retention { images: args.retention, jobs: args.job_retention, workers: args.worker_retention };
     tasks.spawn(purge(store.clone(), retention, Duration::from_secs_f64(args.purge_every_secs), shutdown.clone()));
     tasks.spawn(limits::sync(store.clone(), queue.clone(), args.tenant_defaults, delivery.recovery_every(), shutdown.clone()));
+    tasks.spawn(webhooks::deliver::run(deliverer, args.webhooks, shutdown.clone()));
     tasks.spawn(recovery::run(store, queue, delivery.max_attempts, delivery.recovery_every(), shutdown.clone().cancelled_owned()));
 
     let listener = tokio::net::TcpListener::bind(&args.listen).await.map_err(|source| ServeError::Bind { addr: args.listen.clone(), source })?;

@@ -24,6 +24,7 @@ use crate::wait::Listeners;
 pub mod events;
 mod status;
 pub use events::{FollowItem, Followed};
+mod webhook;
 pub use status::ModelState;
 
 /// Limits and windows the service applies.
@@ -58,6 +59,8 @@ pub struct Settings {
     pub load_estimate_window: u32,
     /// ...or this, when none was ever recorded.
     pub default_load: Duration,
+    /// Where webhooks may point (checked at submission).
+    pub webhook_guard: crate::webhooks::guard::Guard,
 }
 
 /// A job with what its views show: image metadata and, while queued, its queue position.
@@ -209,6 +212,7 @@ impl Service {
         } else {
             validate::validate(&request, catalog, &limits)?
         };
+        self.check_webhook(tenant, request.webhook.as_deref()).await?;
         let family = catalog.iter().find(|m| m.id == request.model).map(|m| m.family).unwrap_or(Family::Sd);
         let cost = cost::job_cost(&request, family);
         if cost > self.settings.max_job_cost {

@@ -63,8 +63,8 @@ impl ErrorType {
     }
 }
 
-/// A job row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+/// A job row (also read from its JSON, `to_jsonb(jobs)`, as the webhook outbox keeps it).
+#[derive(Clone, Debug, sqlx::FromRow, Deserialize)]
 pub struct Job {
     pub id: Uuid,
     pub tenant_id: Uuid,

@@ -38,6 +38,10 @@ pub const HTTP_REQUESTS: &str = "darkroom_http_requests_total";
 /// Histogram: seconds to answer an HTTP request, by route template (API).
 pub const HTTP_DURATION: &str = "darkroom_http_request_duration_seconds";
 
+/// Counter: webhook delivery attempts, by outcome (`delivered`, `gone`, `http_error`,
+/// `timeout`, `network_error`, `refused`, `internal`; API).
+pub const WEBHOOK_ATTEMPTS: &str = "darkroom_webhook_attempts_total";
+
 /// Buckets of the job histograms (wait, compute, duration): 50 ms to 30 minutes.
 pub const JOB_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0];
 /// Buckets of the denoising step histogram: 1 ms (tiny models) to 10 s (SDXL on a CPU).
@@ -56,6 +60,10 @@ pub fn describe() {
     describe_gauge!(QUEUE_DEPTH, "Jobs queued, per model (read from Postgres at scrape time; the same on every API replica).");
     describe_gauge!(JOBS_RUNNING, "Jobs running, per model (read from Postgres at scrape time; the same on every API replica).");
     describe_gauge!(WORKERS, "Live workers serving the model (read from Postgres at scrape time; the same on every API replica).");
+    describe_counter!(
+        WEBHOOK_ATTEMPTS,
+        "Webhook delivery attempts, by outcome (delivered, gone, http_error, timeout, network_error, refused, internal), counted by the replica that made them."
+    );
     describe_counter!(JOBS_TOTAL, "Jobs that ended, by status, counted once by the process that ended them: sum over all processes.");
     describe_histogram!(JOB_WAIT, Unit::Seconds, "Seconds from submission to the start of the run that ended the job.");
     describe_histogram!(JOB_COMPUTE, Unit::Seconds, "Seconds of the worker's pipeline call for a succeeded job.");

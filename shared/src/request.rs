@@ -127,6 +127,38 @@ pub struct GenerationRequest {
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 150, example = 5))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_every: Option<u32>,
+    /// An `http` or `https` URL to call when the job starts or ends (see `webhook_events`),
+    /// signed per the Standard Webhooks spec with the tenant's webhook secret
+    /// (`darkroom-api tenant webhook-secret NAME`). At most 2048 characters, no credentials;
+    /// hosts in private, loopback or link-local ranges are refused. Native API only.
+    #[cfg_attr(feature = "openapi", schema(max_length = 2048, example = "https://example.com/hooks/darkroom"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// Which events call the `webhook`: `started` (the job began running) and `completed` (it
+    /// succeeded, failed or was canceled). Default with a `webhook`: `["completed"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_events: Option<Vec<WebhookEvent>>,
+}
+
+/// An event a job's `webhook` can be called for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookEvent {
+    /// The job began running (once, even when a worker's death makes it run again).
+    Started,
+    /// The job ended: succeeded, failed or canceled.
+    Completed,
+}
+
+impl WebhookEvent {
+    /// The word the request and the outbox use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookEvent::Started => "started",
+            WebhookEvent::Completed => "completed",
+        }
+    }
 }
 
 fn default_steps() -> u32 {
@@ -160,6 +192,8 @@ impl GenerationRequest {
             strength: None,
             output_format: OutputFormat::Png,
             preview_every: None,
+            webhook: None,
+            webhook_events: None,
         }
     }
 }
@@ -191,6 +225,19 @@ mod tests {
     fn no_preview_every_serializes_as_before() {
         let json = serde_json::to_string(&GenerationRequest::new("m", "p")).unwrap();
         assert!(!json.contains("preview_every"), "{json}");
+    }
+
+    /// Requests without a webhook serialize as before: their request hashes (idempotency keys,
+    /// the cache) are unchanged.
+    #[test]
+    fn webhook_fields_are_left_out_when_unset() {
+        let json = serde_json::to_string(&GenerationRequest::new("m", "p")).unwrap();
+        assert!(!json.contains("webhook"), "{json}");
+        let r: GenerationRequest =
+            serde_json::from_str(r#"{"model":"m","prompt":"p","webhook":"https://example.com/h","webhook_events":["started","completed"]}"#).unwrap();
+        assert_eq!(r.webhook_events, Some(vec![WebhookEvent::Started, WebhookEvent::Completed]));
+        let back: GenerationRequest = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 
     #[test]

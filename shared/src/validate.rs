@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use base64::Engine as _;
 
-use crate::request::{defaults, GenerationRequest};
+use crate::request::{defaults, GenerationRequest, WebhookEvent};
 use crate::sampler::Sampler;
 use crate::store::ModelInfo;
 
@@ -21,6 +21,8 @@ pub const MAX_PROMPT_CHARS: usize = 4000;
 pub const MAX_INIT_IMAGE_SIDE: u32 = 4096;
 /// Seeds are stored as Postgres BIGINT: image `i` of a job uses `seed + i`.
 pub const MAX_SEED: u64 = i64::MAX as u64;
+/// The longest `webhook` URL, in bytes.
+pub const MAX_WEBHOOK_URL_LEN: usize = 2048;
 /// Random seeds are drawn from AUTOMATIC1111's range, `0..4294967294`.
 pub const RANDOM_SEED_RANGE: u64 = 4_294_967_294;
 
@@ -178,7 +180,55 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
             check_init_image(image, limits)?;
         }
     }
+    (out.webhook, out.webhook_events) = check_webhook(req.webhook.as_deref(), req.webhook_events.as_deref())?;
     Ok(out)
+}
+
+/// The webhook URL, parsed and normalized, and its events (sorted, without repeats; default
+/// `["completed"]`). Only the URL's syntax is checked here; where it points (no private
+/// addresses) is the API's check, which resolves the host.
+fn check_webhook(url: Option<&str>, events: Option<&[WebhookEvent]>) -> Result<(Option<String>, Option<Vec<WebhookEvent>>), ValidationError> {
+    let Some(raw) = url else {
+        return match events {
+            None => Ok((None, None)),
+            Some(_) => Err(ValidationError::NotApplicable { field: "webhook_events", reason: "only applies with a webhook URL".into() }),
+        };
+    };
+    let url = parse_webhook_url(raw)?;
+    let mut events = events.map(<[WebhookEvent]>::to_vec).unwrap_or_else(|| vec![WebhookEvent::Completed]);
+    events.sort();
+    events.dedup();
+    if events.is_empty() {
+        return Err(ValidationError::NotApplicable { field: "webhook_events", reason: "must name at least one of started, completed".into() });
+    }
+    Ok((Some(url.to_string()), Some(events)))
+}
+
+/// A webhook URL: `http` or `https`, a host, no user name or password, no fragment, at most
+/// [`MAX_WEBHOOK_URL_LEN`] bytes.
+pub fn parse_webhook_url(raw: &str) -> Result<url::Url, ValidationError> {
+    let bad = |reason: String| ValidationError::NotApplicable { field: "webhook", reason };
+    if raw.len() > MAX_WEBHOOK_URL_LEN {
+        return Err(ValidationError::TooLong { field: "webhook", max: MAX_WEBHOOK_URL_LEN, got: raw.chars().count() });
+    }
+    let url = url::Url::parse(raw.trim()).map_err(|e| bad(format!("must be an absolute http or https URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("must be an http or https URL; got scheme {:?}", url.scheme())));
+    }
+    if url.host().is_none() {
+        return Err(bad("must name a host".into()));
+    }
+    // A secret in a URL ends up in logs and job views: the tenant's webhook secret signs instead.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry a user name or password (deliveries are signed with the tenant's webhook secret)".into()));
+    }
+    if url.fragment().is_some() {
+        return Err(bad("must not have a fragment (#...): it is never sent".into()));
+    }
+    if url.as_str().len() > MAX_WEBHOOK_URL_LEN {
+        return Err(ValidationError::TooLong { field: "webhook", max: MAX_WEBHOOK_URL_LEN, got: url.as_str().chars().count() });
+    }
+    Ok(url)
 }
 
 fn out_of_range(field: &'static str, allowed: String, got: impl ToString) -> ValidationError {
@@ -436,6 +486,36 @@ mod tests {
         req.init_image = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
         let err = check(&req).unwrap_err();
         assert!(err.to_string().contains("60000x60000"), "{err}");
+    }
+
+    #[test]
+    fn webhooks_are_checked_and_normalized() {
+        let mut req = GenerationRequest::new("sd15", "p");
+        req.webhook = Some("HTTPS://Example.COM:443/h?x=1".into());
+        let out = check(&req).unwrap();
+        assert_eq!(out.webhook.as_deref(), Some("https://example.com/h?x=1"));
+        assert_eq!(out.webhook_events, Some(vec![WebhookEvent::Completed]));
+        req.webhook_events = Some(vec![WebhookEvent::Completed, WebhookEvent::Started, WebhookEvent::Completed]);
+        assert_eq!(check(&req).unwrap().webhook_events, Some(vec![WebhookEvent::Started, WebhookEvent::Completed]));
+        for bad in [
+            "ftp://example.com/h",
+            "example.com/h",
+            "https://user:pw@example.com/h",
+            "https://user@example.com/h",
+            "https://example.com/h#frag",
+            "data:text/plain,hi",
+        ] {
+            req.webhook = Some(bad.into());
+            assert_eq!(field_of(&req), "webhook", "{bad}");
+        }
+        req.webhook = Some(format!("https://example.com/{}", "a".repeat(MAX_WEBHOOK_URL_LEN)));
+        assert_eq!(field_of(&req), "webhook");
+        req.webhook = Some("https://example.com/h".into());
+        req.webhook_events = Some(vec![]);
+        assert_eq!(field_of(&req), "webhook_events");
+        req.webhook = None;
+        req.webhook_events = Some(vec![WebhookEvent::Started]);
+        assert_eq!(field_of(&req), "webhook_events");
     }
 
     fn crc32(data: &[u8]) -> u32 {

@@ -16,4 +16,5 @@ mod pipeline;
 mod previews;
 mod restart;
 mod service;
+mod webhooks;
 mod workers;

@@ -16,6 +16,7 @@ mod loads;
 mod retention;
 mod settings;
 mod tenants;
+mod webhooks;
 
 pub use cache::cache_key;
 pub use catalog::{ModelEntry, ModelInfo};
@@ -24,6 +25,7 @@ pub use idempotency::{request_hash, KeyUse, IDEMPOTENCY_TTL_HOURS};
 pub use loads::{LoadHistory, ModelLoad, WorkerStart, MODEL_LOADS_KEPT};
 pub use retention::{Purged, PURGE_BATCH};
 pub use tenants::{LimitsUpdate, Tenant, TenantLimits, TenantSummary, VISIBLE_PREFIX_LEN};
+pub use webhooks::{AttemptResult, Delivery, NewSecret, PREVIOUS_SECRET_HOURS, WEBHOOK_CHANNEL};
 
 /// The channel on which job state changes are announced (payload: the job id).
 pub const JOB_CHANNEL: &str = "darkroom_jobs";
