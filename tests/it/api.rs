@@ -564,12 +564,12 @@ async fn waiters_survive_the_loss_of_the_listener_connection() {
     let store = s.env.store().await;
     let killed: Vec<(bool,)> = sqlx::query_as(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%darkroom_jobs%' AND pid <> pg_backend_pid()",
     )
     .fetch_all(store.pool())
     .await
     .unwrap();
-    assert_eq!(killed, vec![(true,)], "the API's one LISTEN connection");
+    assert_eq!(killed, vec![(true,)], "the API's one LISTEN connection for jobs (webhook deliveries have their own)");
     let until = Instant::now() + Duration::from_secs(10);
     while !s.server.log().contains("job listener") {
         assert!(Instant::now() < until, "the listener noticed\n{}", s.server.log());
@@ -583,7 +583,7 @@ async fn waiters_survive_the_loss_of_the_listener_connection() {
     assert!(store.complete(claim.job_id, claim.lease, &[image]).await.unwrap());
     let (status, job) = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("woken").unwrap();
     assert_eq!((status, job["status"].as_str()), (StatusCode::OK, Some("succeeded")));
-    let listening: (i64,) = sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%'")
+    let listening: (i64,) = sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN%darkroom_jobs%'")
         .fetch_one(store.pool())
         .await
         .unwrap();

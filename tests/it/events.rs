@@ -130,13 +130,18 @@ async fn a_job_streams_from_another_replica_and_resumes_after_last_event_id() {
     let submitter = ApiServer::start(&env, &[]);
     let follower = ApiServer::start(&env, &[]);
     let token = env.tenant_with_token("watcher");
-    let _worker = Worker::start(&env, &[]);
     let client = Client::new(&submitter, &token);
 
+    // The stream is open before a worker exists, so it sees the job's whole life.
+    env.register_tiny_model().await;
     let job = client.submit(request(8, 7)).await;
     let path = format!("/v1/jobs/{}/events", id(&job));
     let mut stream = SseStream::new(SseStream::open(&follower.base, &path, &token, None).await);
-    let events = stream.collect(Duration::from_secs(120)).await;
+    let first = stream.next_event(Duration::from_secs(10)).await.expect("the job");
+    assert_eq!(first.json()["status"], "queued", "{first:?}");
+    let _worker = Worker::start(&env, &[]);
+    let mut events = vec![first];
+    events.extend(stream.collect(Duration::from_secs(120)).await);
     let names = kinds(&events);
 
     // The job first, then its life, then one terminal event with the whole job; nothing after.
