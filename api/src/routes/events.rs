@@ -41,7 +41,7 @@ pub fn router() -> OpenApiRouter<Arc<Service>> {
         ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event received: the stream resumes after it", example = "42"),
     ),
     responses(
-        (status = 200, description = "The job's events until it ends", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The job's events until it ends (each as a client's SSE parser reads it)", content_type = "text/event-stream", body = StreamEvent),
         (status = 204, description = "Resumed after the job's last event: nothing more will come"),
         (status = 404, description = "No such job for this tenant"),
         (status = 422, description = "`Last-Event-ID` is not an event id"),
@@ -74,14 +74,80 @@ fn last_event_id(headers: &HeaderMap) -> Result<Resume, ApiError> {
     })
 }
 
+/// One event of a job's stream, as a client's SSE parser reads it (documents the stream's items).
+#[derive(Debug, utoipa::ToSchema)]
+pub struct StreamEvent {
+    /// Resume after it with `Last-Event-ID`.
+    #[schema(example = "42")]
+    pub id: String,
+    pub event: EventName,
+    /// JSON: the job (`job` and the terminal events), or the event's fields (see the operation).
+    #[schema(example = r#"{"step":3,"total":25,"eta":4.1}"#)]
+    pub data: String,
+}
+
+/// The events of a job's stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EventName {
+    Job,
+    Queued,
+    Started,
+    Progress,
+    Preview,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl EventName {
+    fn of_kind(kind: &str) -> Option<EventName> {
+        Some(match kind {
+            "queued" => EventName::Queued,
+            "started" => EventName::Started,
+            "progress" => EventName::Progress,
+            "preview" => EventName::Preview,
+            "succeeded" => EventName::Succeeded,
+            "failed" => EventName::Failed,
+            "canceled" => EventName::Canceled,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            EventName::Job => "job",
+            EventName::Queued => "queued",
+            EventName::Started => "started",
+            EventName::Progress => "progress",
+            EventName::Preview => "preview",
+            EventName::Succeeded => "succeeded",
+            EventName::Failed => "failed",
+            EventName::Canceled => "canceled",
+        }
+    }
+}
+
+impl StreamEvent {
+    /// What a followed item is on the wire; `None` for a recorded kind this API does not know
+    /// (the table's CHECK allows none).
+    fn of(followed: Followed) -> Option<StreamEvent> {
+        let (event, data) = match followed.item {
+            FollowItem::Snapshot(job) => (EventName::Job, json!(JobView::from(job))),
+            FollowItem::Queued { position } => (EventName::Queued, json!({ "position": position })),
+            FollowItem::Event(event) => (EventName::of_kind(&event.kind)?, event.data),
+            FollowItem::Ended { kind, job } => (EventName::of_kind(&kind)?, json!(JobView::from(job))),
+        };
+        Some(StreamEvent { id: followed.id.to_string(), event, data: data.to_string() })
+    }
+}
+
 fn to_event(followed: Followed) -> Result<Event, Infallible> {
-    let (name, data) = match followed.item {
-        FollowItem::Snapshot(job) => ("job", json!(JobView::from(job))),
-        FollowItem::Queued { position } => ("queued", json!({ "position": position })),
-        FollowItem::Event(event) => return Ok(Event::default().id(followed.id.to_string()).event(event.kind).data(event.data.to_string())),
-        FollowItem::Ended { kind, job } => return Ok(Event::default().id(followed.id.to_string()).event(kind).data(json!(JobView::from(job)).to_string())),
-    };
-    Ok(Event::default().id(followed.id.to_string()).event(name).data(data.to_string()))
+    Ok(match StreamEvent::of(followed) {
+        Some(e) => Event::default().id(e.id).event(e.event.as_str()).data(e.data),
+        // Skipped as a comment, never an event a client cannot read.
+        None => Event::default().comment("an event of an unknown kind was skipped"),
+    })
 }
 
 #[cfg(test)]
