@@ -106,9 +106,8 @@ def test_generate_shows_progress_and_the_image(context, url, token, model):
     sign_in(page, token, model)
     # Enough steps (a second or two on the tiny model) that the stream is open before most of them.
     fill_request(page, width=64, height=64, steps=24, seed=4242, prompt="a lighthouse at dusk, playground")
-    previews = previews_supported(url)
-    if previews:
-        field(page, "Preview every N steps").fill("4")
+    assert previews_supported(url), "the API documents preview_every"
+    field(page, "Preview every N steps").fill("4")
     page.evaluate(RECORD)
     page.get_by_role("button", name="Generate", exact=True).click()
 
@@ -123,8 +122,7 @@ def test_generate_shows_progress_and_the_image(context, url, token, model):
 
     seen = page.evaluate("window.__seen")
     assert any(re.match(r"Step \d+/24", t) for t in seen["progress"]), f"progress shown: {seen['progress']}"
-    if previews:
-        assert any(t.startswith("Preview at step") for t in seen["previews"]), f"previews shown: {seen['previews']}"
+    assert any(t.startswith("Preview at step") for t in seen["previews"]), f"previews shown: {seen['previews']}"
 
     OUTPUT.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(OUTPUT / "playground.png"), full_page=True)
