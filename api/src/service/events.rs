@@ -124,14 +124,14 @@ impl Service {
                     return Ok(());
                 }
                 match event.kind.as_str() {
-                    "queued" => status = JobStatus::Queued,
+                    // A job back in the queue (its worker died): its position is sent below.
+                    "queued" => {
+                        status = JobStatus::Queued;
+                        position = None;
+                        continue;
+                    }
                     "started" => status = JobStatus::Running,
                     _ => {}
-                }
-                if event.kind == "queued" {
-                    // A job back in the queue (its worker died): say where it stands.
-                    position = None;
-                    continue;
                 }
                 if !send(Followed { id: cursor, item: FollowItem::Event(event) }).await {
                     return Ok(());
