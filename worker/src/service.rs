@@ -387,7 +387,7 @@ async fn fail_past_deadline(store: &Store, claim: &Claim, ran: Duration, s: &Set
     let failed = retry_unavailable(s.lease, || store.fail(claim.job_id, claim.lease, ErrorType::DeadlineExceeded, &message, false, s.max_attempts)).await?;
     match failed {
         Some(status) => {
-            tracing::warn!(job = %claim.job_id, "job {}: {message}", status.as_str());
+            tracing::warn!(job = %claim.job_id, "job {}, past its deadline: {message}", status.as_str());
             Ok(true)
         }
         None => {
