@@ -7,6 +7,7 @@ pub mod infotext;
 pub mod job;
 pub mod logging;
 pub mod metrics;
+pub mod prompt_syntax;
 pub mod queue;
 pub mod ratelimit;
 pub mod recovery;

@@ -127,6 +127,13 @@ pub struct GenerationRequest {
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 150, example = 5))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_every: Option<u32>,
+    /// How the prompts are read. `plain` (the default): literally, as diffusers reads them, and
+    /// cut after 75 tokens. `a1111`: AUTOMATIC1111's syntax: `(word)` weighs a word 1.1 times
+    /// more, `[word]` 1.1 times less, `(word:1.3)` 1.3 times; `\(` and `\[` are literal brackets;
+    /// `BREAK` starts a new chunk; and prompts of any length are read in chunks of 75 tokens.
+    /// The AUTOMATIC1111 dialect always reads prompts as `a1111`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_syntax: Option<PromptSyntax>,
     /// An `http` or `https` URL to call when the job starts or ends (see `webhook_events`),
     /// signed per the Standard Webhooks spec with the tenant's webhook secret
     /// (`darkroom-api tenant webhook-secret NAME`). At most 2048 characters, no credentials;
@@ -138,6 +145,18 @@ pub struct GenerationRequest {
     /// succeeded, failed or was canceled). Default with a `webhook`: `["completed"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_events: Option<Vec<WebhookEvent>>,
+}
+
+/// How a request's prompts are read (see `GenerationRequest::prompt_syntax`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PromptSyntax {
+    /// Literal text, cut after 75 tokens: diffusers' reading.
+    #[default]
+    Plain,
+    /// AUTOMATIC1111's attention syntax, `BREAK` and long prompts.
+    A1111,
 }
 
 /// An event a job's `webhook` can be called for.
@@ -192,6 +211,7 @@ impl GenerationRequest {
             strength: None,
             output_format: OutputFormat::Png,
             preview_every: None,
+            prompt_syntax: None,
             webhook: None,
             webhook_events: None,
         }

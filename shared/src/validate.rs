@@ -7,7 +7,8 @@ use std::io::Cursor;
 
 use base64::Engine as _;
 
-use crate::request::{defaults, GenerationRequest, WebhookEvent};
+use crate::prompt_syntax::{self, SyntaxError};
+use crate::request::{defaults, GenerationRequest, PromptSyntax, WebhookEvent};
 use crate::sampler::Sampler;
 use crate::store::ModelInfo;
 
@@ -53,6 +54,9 @@ pub enum ValidationError {
     /// A field that does not apply here (strength without init_image, img2img on a model without it).
     #[error("{field} {reason}")]
     NotApplicable { field: &'static str, reason: String },
+    /// A prompt that AUTOMATIC1111's syntax cannot read (`prompt_syntax: "a1111"`).
+    #[error("{field}: {error}")]
+    PromptSyntax { field: &'static str, error: SyntaxError },
 }
 
 fn list_or_none(items: &[String]) -> String {
@@ -70,7 +74,10 @@ impl ValidationError {
             ValidationError::UnknownModel { .. } => "model",
             ValidationError::UnknownSampler { .. } => "sampler",
             ValidationError::InitImage { .. } => "init_image",
-            ValidationError::OutOfRange { field, .. } | ValidationError::TooLong { field, .. } | ValidationError::NotApplicable { field, .. } => field,
+            ValidationError::OutOfRange { field, .. }
+            | ValidationError::TooLong { field, .. }
+            | ValidationError::NotApplicable { field, .. }
+            | ValidationError::PromptSyntax { field, .. } => field,
         }
     }
 
@@ -100,6 +107,13 @@ pub fn validate(req: &GenerationRequest, catalog: &[ModelInfo], limits: &Limits)
     check_len("prompt", &req.prompt)?;
     if let Some(negative) = &req.negative_prompt {
         check_len("negative_prompt", negative)?;
+    }
+    if req.prompt_syntax == Some(PromptSyntax::A1111) {
+        for (field, text) in [("prompt", Some(&req.prompt)), ("negative_prompt", req.negative_prompt.as_ref())] {
+            if let Some(text) = text {
+                prompt_syntax::parse(text).map_err(|error| ValidationError::PromptSyntax { field, error })?;
+            }
+        }
     }
 
     let (min, max) = model.family.size_range();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use darkroom_shared::config::{Backends, DeliveryPolicy};
 use darkroom_shared::logging::LogFormat;
-use darkroom_shared::request::{defaults, GenerationRequest};
+use darkroom_shared::request::{defaults, GenerationRequest, PromptSyntax};
 use darkroom_worker::runtime::ProviderChoice;
 
 #[derive(Parser, Debug)]
@@ -126,6 +126,10 @@ pub struct Common {
     /// AUTOMATIC1111 name ("Euler a", "DPM++ 2M Karras", …) or diffusers class name.
     #[arg(long, default_value = defaults::SAMPLER)]
     pub sampler: String,
+    /// How the prompts are read: `plain` (literally, cut after 75 tokens, as diffusers) or
+    /// `a1111` (AUTOMATIC1111's `(word:1.3)` weights, `BREAK`, prompts of any length).
+    #[arg(long, value_enum, default_value_t = PromptSyntax::Plain)]
+    pub prompt_syntax: PromptSyntax,
     /// Execution provider: cpu, cuda, cuda:N or auto.
     #[arg(long, env = "DARKROOM_EP", default_value = "auto")]
     pub ep: ProviderChoice,
@@ -146,6 +150,7 @@ impl Common {
             guidance_scale: self.guidance,
             sampler: self.sampler.clone(),
             seed: self.seed,
+            prompt_syntax: (self.prompt_syntax != PromptSyntax::Plain).then_some(self.prompt_syntax),
             ..GenerationRequest::new(model, self.prompt.clone())
         }
     }

@@ -7,6 +7,7 @@ pub mod onnx;
 pub mod output;
 pub mod pipeline;
 pub mod preview;
+pub mod prompt;
 pub mod request;
 pub mod rng;
 pub mod runtime;

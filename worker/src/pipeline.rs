@@ -4,8 +4,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use darkroom_shared::prompt_syntax;
+use darkroom_shared::request::PromptSyntax;
+
 use crate::model::{Family, ModelDir, ModelError};
 use crate::onnx::{Graph, GraphError, Input};
+use crate::prompt::{self, Chunk, CHUNK_TOKENS};
 use crate::rng::TorchRng;
 use crate::runtime::Runtime;
 use crate::sampler::{new_scheduler, Sampler, SamplerError, SchedulerConfig};
@@ -56,6 +60,8 @@ pub struct GenerateParams {
     /// img2img: the init image, already at `width`×`height`, and the strength.
     pub init_image: Option<RgbImage>,
     pub strength: f32,
+    /// How the prompts are read.
+    pub prompt_syntax: PromptSyntax,
 }
 
 /// One generated image and the seed that made it.
@@ -126,8 +132,8 @@ pub struct Pipeline {
     latent_channels: usize,
 }
 
-/// The text conditioning for one image: `[uncond, cond]` stacked when guidance is on.
-struct Conditioning {
+/// One side of the text conditioning (or both, stacked): what the UNet takes besides the latents.
+struct Text {
     batch: usize,
     hidden: Vec<f32>,
     hidden_shape: Vec<usize>,
@@ -135,6 +141,42 @@ struct Conditioning {
     pooled: Vec<f32>,
     pooled_dim: usize,
     time_ids: Vec<f32>,
+}
+
+impl Text {
+    /// `self` (uncond) and `cond` in one batch of two.
+    fn stack(self, cond: Text) -> Text {
+        let mut hidden_shape = cond.hidden_shape.clone();
+        hidden_shape[0] = 2;
+        Text {
+            batch: 2,
+            hidden: [self.hidden, cond.hidden].concat(),
+            hidden_shape,
+            pooled: [self.pooled, cond.pooled].concat(),
+            pooled_dim: cond.pooled_dim,
+            time_ids: [self.time_ids, cond.time_ids].concat(),
+        }
+    }
+}
+
+/// The text conditioning of a generation.
+enum Conditioning {
+    /// One UNet call per step: the prompt alone (no guidance), or `[uncond, cond]` stacked.
+    Batched(Text),
+    /// Guidance with sides of different lengths (AUTOMATIC1111 prompts of different numbers of
+    /// chunks): a UNet call per side, each at its own length, as AUTOMATIC1111 does by default.
+    Separate { uncond: Text, cond: Text },
+}
+
+/// A prompt through the text encoder(s): hidden states `[1, seq, dim]`, the pooled embedding
+/// (SDXL), and, for AUTOMATIC1111 prompts, the chunks encoded (per tokenizer).
+#[derive(Clone, Debug)]
+pub struct EncodedPrompt {
+    pub hidden: Vec<f32>,
+    pub shape: Vec<usize>,
+    pub pooled: Vec<f32>,
+    pub chunks: Vec<Chunk>,
+    pub chunks_2: Vec<Chunk>,
 }
 
 impl Pipeline {
@@ -291,62 +333,136 @@ impl Pipeline {
         t
     }
 
-    /// Prompt and negative prompt through the text encoder(s); `[uncond, cond]` when guided.
+    /// Prompt and negative prompt through the text encoder(s), read as `p.prompt_syntax` says.
     fn encode_text(&mut self, p: &GenerateParams, guided: bool, timings: &mut Timings) -> Result<Conditioning, PipelineError> {
-        let t = Instant::now();
         let negative = p.negative_prompt.as_deref().unwrap_or("");
-        let ids = self.tokenizer.encode(&p.prompt)?;
-        let neg_ids = self.tokenizer.encode(negative)?;
-        let ids_2 = match &self.tokenizer_2 {
-            Some(tok) => Some((tok.encode(&p.prompt)?, tok.encode(negative)?)),
-            None => None,
+        // Zeros for the negative side: diffusers' SDXL with no negative prompt and
+        // force_zeros_for_empty_prompt; AUTOMATIC1111's SDXL whenever the negative prompt is empty.
+        let zero_negative = self.model.family == Family::Sdxl
+            && match p.prompt_syntax {
+                PromptSyntax::Plain => p.negative_prompt.is_none() && self.model.force_zeros_for_empty_prompt,
+                PromptSyntax::A1111 => negative.is_empty(),
+            };
+        let time_ids: Vec<f32> = [p.height, p.width, 0, 0, p.height, p.width].iter().map(|&v| v as f32).collect();
+        let side = |e: EncodedPrompt, time_ids: &[f32]| {
+            let sdxl = !e.pooled.is_empty();
+            Text {
+                batch: 1,
+                pooled_dim: e.pooled.len(),
+                pooled: e.pooled,
+                hidden: e.hidden,
+                hidden_shape: e.shape,
+                time_ids: if sdxl { time_ids.to_vec() } else { vec![] },
+            }
+        };
+        let cond = side(self.encode_prompt(&p.prompt, p.prompt_syntax, timings)?, &time_ids);
+        let conditioning = if !guided {
+            Conditioning::Batched(cond)
+        } else {
+            let uncond = if zero_negative {
+                // diffusers: zeros like the prompt's; AUTOMATIC1111: the empty prompt's one chunk, zeroed.
+                let seq = match p.prompt_syntax {
+                    PromptSyntax::Plain => cond.hidden_shape[1],
+                    PromptSyntax::A1111 => CHUNK_TOKENS + 2,
+                };
+                let dim = cond.hidden_shape[2];
+                Text {
+                    batch: 1,
+                    hidden: vec![0.0; seq * dim],
+                    hidden_shape: vec![1, seq, dim],
+                    pooled: vec![0.0; cond.pooled_dim],
+                    pooled_dim: cond.pooled_dim,
+                    time_ids: time_ids.clone(),
+                }
+            } else {
+                side(self.encode_prompt(negative, p.prompt_syntax, timings)?, &time_ids)
+            };
+            if uncond.hidden_shape == cond.hidden_shape {
+                Conditioning::Batched(uncond.stack(cond))
+            } else {
+                Conditioning::Separate { uncond, cond }
+            }
+        };
+        // The hidden-state shapes fix the UNet's sequence length: check the export takes it.
+        let lengths = match &conditioning {
+            Conditioning::Batched(t) => vec![t.hidden_shape[1]],
+            Conditioning::Separate { uncond, cond } => vec![uncond.hidden_shape[1], cond.hidden_shape[1]],
+        };
+        let declared = self.unet.require_input("encoder_hidden_states")?.shape.get(1).copied().unwrap_or(-1);
+        if let Some(&len) = lengths.iter().find(|&&len| declared > 0 && len as i64 != declared) {
+            return Err(invalid(
+                "prompt",
+                format!(
+                    "this model's UNet export takes exactly {declared} text tokens, but the prompt needs {len} \
+                     ({} chunks of 75); shorten the prompt and the negative prompt to 75 tokens each, or use a model \
+                     exported with a dynamic sequence length (Optimum's default)",
+                    len / (CHUNK_TOKENS + 2)
+                ),
+            ));
+        }
+        Ok(conditioning)
+    }
+
+    /// One prompt through the text encoder(s). `Plain`: as diffusers, one sequence of 77 tokens,
+    /// longer prompts cut. `A1111`: AUTOMATIC1111's syntax, chunks of 75 tokens each encoded
+    /// as 77 and weighted, concatenated along the sequence; SDXL's pooled embedding is the
+    /// first chunk's, unweighted.
+    pub fn encode_prompt(&mut self, prompt: &str, syntax: PromptSyntax, timings: &mut Timings) -> Result<EncodedPrompt, PipelineError> {
+        let t = Instant::now();
+        let (chunks, chunks_2) = match syntax {
+            PromptSyntax::Plain => {
+                let frame = |tok: &ClipTokenizer| -> Result<Chunk, TokenizerError> {
+                    let ids = tok.encode(prompt)?;
+                    Ok(Chunk { weights: vec![1.0; ids.len()], ids })
+                };
+                (vec![frame(&self.tokenizer)?], self.tokenizer_2.as_ref().map(frame).transpose()?.into_iter().collect())
+            }
+            PromptSyntax::A1111 => {
+                let segments = prompt_syntax::parse(prompt).map_err(|e| invalid("prompt", e.to_string()))?;
+                let chunks_2 = match &self.tokenizer_2 {
+                    Some(tok) => prompt::chunks(tok, &segments)?,
+                    None => vec![],
+                };
+                (prompt::chunks(&self.tokenizer, &segments)?, chunks_2)
+            }
         };
         timings.tokenize += t.elapsed();
         let t = Instant::now();
-        let cond = match self.model.family {
+        let mut hidden = Vec::new();
+        let mut pooled = Vec::new();
+        let mut shape = vec![1, 0, 0];
+        match self.model.family {
             Family::Sd => {
-                let (pos, shape) = encode_sd(&mut self.text_encoder, &ids)?;
-                let hidden = if guided {
-                    let (neg, _) = encode_sd(&mut self.text_encoder, &neg_ids)?;
-                    [neg, pos].concat()
-                } else {
-                    pos
-                };
-                let batch = if guided { 2 } else { 1 };
-                Conditioning { batch, hidden, hidden_shape: vec![batch, shape[1], shape[2]], pooled: vec![], pooled_dim: 0, time_ids: vec![] }
-            }
-            Family::Sdxl => {
-                let (ids_2, neg_ids_2) = ids_2.expect("SDXL has a second tokenizer");
-                let te2 = self.text_encoder_2.as_mut().expect("SDXL has a second text encoder");
-                let (pos, pos_pooled, shape) = encode_sdxl(&mut self.text_encoder, te2, &ids, &ids_2)?;
-                let pooled_dim = pos_pooled.len();
-                let time_ids: Vec<f32> = [p.height, p.width, 0, 0, p.height, p.width].iter().map(|&v| v as f32).collect();
-                if guided {
-                    // diffusers: no negative prompt + force_zeros_for_empty_prompt => zero embeddings
-                    let (neg, neg_pooled) = if p.negative_prompt.is_none() && self.model.force_zeros_for_empty_prompt {
-                        (vec![0.0; pos.len()], vec![0.0; pooled_dim])
-                    } else {
-                        let (n, np, _) = encode_sdxl(&mut self.text_encoder, te2, &neg_ids, &neg_ids_2)?;
-                        (n, np)
-                    };
-                    Conditioning {
-                        batch: 2,
-                        hidden: [neg, pos].concat(),
-                        hidden_shape: vec![2, shape[1], shape[2]],
-                        pooled: [neg_pooled, pos_pooled].concat(),
-                        pooled_dim,
-                        time_ids: [time_ids.clone(), time_ids].concat(),
-                    }
-                } else {
-                    Conditioning { batch: 1, hidden: pos, hidden_shape: shape, pooled: pos_pooled, pooled_dim, time_ids }
+                for chunk in &chunks {
+                    let (mut z, s) = encode_sd(&mut self.text_encoder, &chunk.ids)?;
+                    prompt::emphasize(&mut z, &chunk.weights, s[2]);
+                    hidden.extend_from_slice(&z);
+                    (shape[1], shape[2]) = (shape[1] + s[1], s[2]);
                 }
             }
-        };
+            Family::Sdxl => {
+                if chunks.len() != chunks_2.len() {
+                    return Err(invalid("prompt", format!("the two tokenizers split the prompt into {} and {} chunks", chunks.len(), chunks_2.len())));
+                }
+                let te2 = self.text_encoder_2.as_mut().expect("SDXL has a second text encoder");
+                for (i, (c1, c2)) in chunks.iter().zip(&chunks_2).enumerate() {
+                    let mut z = encode_sdxl(&mut self.text_encoder, te2, &c1.ids, &c2.ids)?;
+                    prompt::emphasize(&mut z.hidden_1, &c1.weights, z.dims.0);
+                    prompt::emphasize(&mut z.hidden_2, &c2.weights, z.dims.1);
+                    hidden.extend(z.side_by_side());
+                    (shape[1], shape[2]) = (shape[1] + z.seq, z.dims.0 + z.dims.1);
+                    if i == 0 {
+                        pooled = z.pooled;
+                    }
+                }
+            }
+        }
         timings.text_encode += t.elapsed();
-        Ok(cond)
+        Ok(EncodedPrompt { hidden, shape, pooled, chunks, chunks_2 })
     }
 
-    /// One UNet evaluation (both guidance halves in one batch) and the guided noise prediction.
+    /// The guided noise prediction for one step: one UNet call with both halves batched, or
+    /// one per side when their lengths differ.
     #[allow(clippy::too_many_arguments)]
     fn predict_noise(
         &mut self,
@@ -356,34 +472,46 @@ impl Pipeline {
         index: usize,
         timestep: f64,
         guidance: f32,
-        [lh, lw]: [usize; 2],
+        size: [usize; 2],
     ) -> Result<Vec<f32>, PipelineError> {
         let mut scaled = latents.to_vec();
         scheduler.scale_model_input(&mut scaled, index);
-        let sample = if cond.batch == 2 { [scaled.as_slice(), scaled.as_slice()].concat() } else { scaled };
-        let sample_shape = [cond.batch, self.latent_channels, lh, lw];
+        let guide = |u: &[f32], c: &[f32]| u.iter().zip(c).map(|(&u, &c)| u + guidance * (c - u)).collect();
+        match cond {
+            Conditioning::Batched(text) if text.batch == 1 => self.unet_call(&scaled, text, timestep, size),
+            Conditioning::Batched(text) => {
+                let out = self.unet_call(&[scaled.as_slice(), scaled.as_slice()].concat(), text, timestep, size)?;
+                let (u, c) = out.split_at(out.len() / 2);
+                Ok(guide(u, c))
+            }
+            Conditioning::Separate { uncond, cond } => {
+                let u = self.unet_call(&scaled, uncond, timestep, size)?;
+                let c = self.unet_call(&scaled, cond, timestep, size)?;
+                Ok(guide(&u, &c))
+            }
+        }
+    }
+
+    /// One UNet evaluation of `sample` (`text.batch` latents) under `text`.
+    fn unet_call(&mut self, sample: &[f32], text: &Text, timestep: f64, [lh, lw]: [usize; 2]) -> Result<Vec<f32>, PipelineError> {
+        let sample_shape = [text.batch, self.latent_channels, lh, lw];
         let t = [timestep as f32];
         let t_shape: Vec<usize> = match self.unet.require_input("timestep")?.shape.len() {
             0 => vec![],
             _ => vec![1],
         };
         let mut inputs = vec![
-            Input::f32("sample", &sample_shape, &sample),
+            Input::f32("sample", &sample_shape, sample),
             Input::f32("timestep", &t_shape, &t),
-            Input::f32("encoder_hidden_states", &cond.hidden_shape, &cond.hidden),
+            Input::f32("encoder_hidden_states", &text.hidden_shape, &text.hidden),
         ];
-        let pooled_shape = [cond.batch, cond.pooled_dim];
-        let time_shape = [cond.batch, 6];
+        let pooled_shape = [text.batch, text.pooled_dim];
+        let time_shape = [text.batch, 6];
         if self.model.family == Family::Sdxl {
-            inputs.push(Input::f32("text_embeds", &pooled_shape, &cond.pooled));
-            inputs.push(Input::f32("time_ids", &time_shape, &cond.time_ids));
+            inputs.push(Input::f32("text_embeds", &pooled_shape, &text.pooled));
+            inputs.push(Input::f32("time_ids", &time_shape, &text.time_ids));
         }
-        let out = self.unet.run(&inputs, &["out_sample"])?.remove(0).data;
-        if cond.batch == 1 {
-            return Ok(out);
-        }
-        let (uncond, text) = out.split_at(out.len() / 2);
-        Ok(uncond.iter().zip(text).map(|(&u, &c)| u + guidance * (c - u)).collect())
+        Ok(self.unet.run(&inputs, &["out_sample"])?.remove(0).data)
     }
 
     /// img2img: the init image through the VAE encoder, sampled with the image's generator.
@@ -449,10 +577,30 @@ fn encode_sd(encoder: &mut Graph, ids: &[i64]) -> Result<(Vec<f32>, Vec<usize>),
     Ok((out.data, out.shape))
 }
 
-/// SDXL text conditioning: hidden states (flat), pooled embedding, and the hidden states' shape.
-type SdxlText = (Vec<f32>, Vec<f32>, Vec<usize>);
+/// One SDXL encoding: each encoder's penultimate hidden states (`seq` rows of `dims.0` and
+/// `dims.1`) and the second's pooled embedding.
+struct SdxlText {
+    hidden_1: Vec<f32>,
+    hidden_2: Vec<f32>,
+    pooled: Vec<f32>,
+    seq: usize,
+    dims: (usize, usize),
+}
 
-/// SDXL: both encoders' penultimate hidden states side by side, and the second's pooled embedding.
+impl SdxlText {
+    /// The two encoders' rows side by side, text_encoder first: `[seq, dims.0 + dims.1]`.
+    fn side_by_side(&self) -> Vec<f32> {
+        let (d1, d2) = self.dims;
+        let mut hidden = Vec::with_capacity(self.seq * (d1 + d2));
+        for s in 0..self.seq {
+            hidden.extend_from_slice(&self.hidden_1[s * d1..(s + 1) * d1]);
+            hidden.extend_from_slice(&self.hidden_2[s * d2..(s + 1) * d2]);
+        }
+        hidden
+    }
+}
+
+/// SDXL: both encoders' penultimate hidden states, and the second's pooled embedding.
 fn encode_sdxl(te1: &mut Graph, te2: &mut Graph, ids: &[i64], ids_2: &[i64]) -> Result<SdxlText, PipelineError> {
     let h1_name = penultimate_hidden(te1)?;
     let h1 = te1.run(&[Input::i64("input_ids", &[1, ids.len()], ids)], &[&h1_name])?.remove(0);
@@ -461,13 +609,7 @@ fn encode_sdxl(te1: &mut Graph, te2: &mut Graph, ids: &[i64], ids_2: &[i64]) -> 
     let mut out = te2.run(&[Input::i64("input_ids", &[1, ids_2.len()], ids_2)], &[&h2_name, pooled_name])?;
     let pooled = out.remove(1).data;
     let h2 = out.remove(0);
-    let (seq, d1, d2) = (h1.shape[1], h1.shape[2], h2.shape[2]);
-    let mut hidden = Vec::with_capacity(seq * (d1 + d2));
-    for s in 0..seq {
-        hidden.extend_from_slice(&h1.data[s * d1..(s + 1) * d1]);
-        hidden.extend_from_slice(&h2.data[s * d2..(s + 1) * d2]);
-    }
-    Ok((hidden, pooled, vec![1, seq, d1 + d2]))
+    Ok(SdxlText { seq: h1.shape[1], dims: (h1.shape[2], h2.shape[2]), hidden_1: h1.data, hidden_2: h2.data, pooled })
 }
 
 /// The name of `hidden_states[-2]` among a text encoder's outputs (`hidden_states.N`).

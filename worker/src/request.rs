@@ -56,6 +56,7 @@ pub fn resolve_validated(req: &GenerationRequest, model: &ModelDir) -> Result<(G
         num_images: req.num_images as usize,
         init_image,
         strength: req.strength.unwrap_or(defaults::STRENGTH),
+        prompt_syntax: req.prompt_syntax.unwrap_or_default(),
     };
     Ok((req, params))
 }

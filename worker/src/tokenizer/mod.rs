@@ -205,6 +205,22 @@ impl ClipTokenizer {
         Ok(self.frame(ids))
     }
 
+    /// The tokens of `text` alone: no start or end token, no padding, no truncation (what
+    /// `tokenizer(text, add_special_tokens=False, truncation=False).input_ids` gives).
+    pub fn tokens(&self, text: &str) -> Result<Vec<i64>, TokenizerError> {
+        Ok(self.tokenize_ids(text)?.into_iter().map(i64::from).collect())
+    }
+
+    /// The start-of-text and end-of-text ids.
+    pub fn bos_eos(&self) -> (i64, i64) {
+        (self.bos_id as i64, self.eos_id as i64)
+    }
+
+    /// The id of a vocabulary entry (`",</w>"`), if the vocabulary has it.
+    pub fn vocab_id(&self, token: &str) -> Option<i64> {
+        self.bpe.token_to_id(token).map(i64::from)
+    }
+
     /// The padded length of every encoding (tokenizer_config.json's `model_max_length`).
     pub fn max_length(&self) -> usize {
         self.max_length
