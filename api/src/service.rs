@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use darkroom_shared::cost;
 use darkroom_shared::family::Family;
-use darkroom_shared::job::{ImageMeta, Job, JobStatus};
+use darkroom_shared::job::{ErrorType, ImageMeta, Job, JobStatus};
 use darkroom_shared::queue::Queue;
 use darkroom_shared::ratelimit::{Rate, RateLimiter};
 use darkroom_shared::request::GenerationRequest;
@@ -118,12 +118,28 @@ pub enum Outcome {
 }
 
 impl JobWithImages {
-    /// The job if it succeeded; a failed or canceled one as [`ApiError::JobFailed`].
+    /// The job if it succeeded; a failed or canceled one as [`JobWithImages::failure`].
     pub fn succeeded(self) -> Result<JobWithImages, ApiError> {
         match self.job.status {
             JobStatus::Succeeded => Ok(self),
-            status => Err(ApiError::JobFailed { status, message: self.job.error.unwrap_or_else(|| "no detail".into()) }),
+            _ => Err(self.failure()),
         }
+    }
+
+    /// Why the job ended without images. A request only the worker could refuse (a prompt
+    /// longer than the model's UNet takes, say) failed `invalid_request` with the message
+    /// `field: what is wrong`: that is the client's error, a 422 naming the field; anything else
+    /// is [`ApiError::JobFailed`].
+    pub fn failure(&self) -> ApiError {
+        let message = self.job.error.clone().unwrap_or_else(|| "no detail".into());
+        if self.job.status == JobStatus::Failed && self.job.error_type.as_deref() == Some(ErrorType::InvalidRequest.as_str()) {
+            if let Some((field, detail)) = message.split_once(": ") {
+                if !field.is_empty() && field.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    return ApiError::Parameter { field: field.to_string().into(), message: detail.to_string() };
+                }
+            }
+        }
+        ApiError::JobFailed { status: self.job.status, message }
     }
 
     /// Seconds from the job's start to its end (0 when unknown).

@@ -14,6 +14,7 @@ mod metrics;
 mod openapi;
 mod pipeline;
 mod previews;
+mod prompts;
 mod restart;
 mod service;
 mod webhooks;

@@ -116,8 +116,7 @@ async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img
     request.preview_every = translate::preview_every(previews, request.steps);
     let done = service.run_to_end(&caller.tenant, request.into(), &catalog, LONGEST_RUN).await?;
     if done.job.status == JobStatus::Failed {
-        let message = done.job.error.clone().unwrap_or_else(|| "generation failed".into());
-        return Err(ApiError::JobFailed { status: done.job.status, message }.into());
+        return Err(done.failure().into());
     }
     let init_image = if echo.include_init_images { service.init_image(done.job.id).await? } else { None };
     Ok(Json(translate::response(&done, &echo, init_image)).into_response())

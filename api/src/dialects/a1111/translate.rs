@@ -2,7 +2,7 @@
 use base64::Engine as _;
 use darkroom_shared::infotext::Infotext;
 use darkroom_shared::job::JobStatus;
-use darkroom_shared::request::{GenerationRequest, OutputFormat};
+use darkroom_shared::request::{GenerationRequest, OutputFormat, PromptSyntax};
 use darkroom_shared::sampler::Sampler;
 use darkroom_shared::validate::{ValidationError, MAX_NUM_IMAGES};
 use serde_json::{json, Map, Value};
@@ -200,6 +200,8 @@ pub fn translate(body: Body, model: String, format: OutputFormat, img2img: bool)
         s => Some(u64::try_from(s).map_err(|_| invalid("seed", format!("seed must be -1 (random) or a non-negative integer; got {s}")))?),
     };
     let mut request = GenerationRequest::new(model, f.prompt.clone().unwrap_or_default());
+    // Prompts mean here what they mean in AUTOMATIC1111: its attention syntax, BREAK, any length.
+    request.prompt_syntax = Some(PromptSyntax::A1111);
     request.negative_prompt = f.negative_prompt.clone().filter(|n| !n.is_empty());
     request.width = Some(non_negative("width", f.width, 512)?);
     request.height = Some(non_negative("height", f.height, 512)?);
