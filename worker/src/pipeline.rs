@@ -389,17 +389,7 @@ impl Pipeline {
             Conditioning::Separate { uncond, cond } => vec![uncond.hidden_shape[1], cond.hidden_shape[1]],
         };
         let declared = self.unet.require_input("encoder_hidden_states")?.shape.get(1).copied().unwrap_or(-1);
-        if let Some(&len) = lengths.iter().find(|&&len| declared > 0 && len as i64 != declared) {
-            return Err(invalid(
-                "prompt",
-                format!(
-                    "this model's UNet export takes exactly {declared} text tokens, but the prompt needs {len} \
-                     ({} chunks of 75); shorten the prompt and the negative prompt to 75 tokens each, or use a model \
-                     exported with a dynamic sequence length (Optimum's default)",
-                    len / (CHUNK_TOKENS + 2)
-                ),
-            ));
-        }
+        check_sequence(declared, &lengths)?;
         Ok(conditioning)
     }
 
@@ -556,6 +546,23 @@ impl Pipeline {
     }
 }
 
+/// A UNet export declaring a fixed text length (`declared` > 0; Optimum's are dynamic, -1)
+/// cannot take prompts of other lengths: the prompt is refused, saying why.
+fn check_sequence(declared: i64, lengths: &[usize]) -> Result<(), PipelineError> {
+    match lengths.iter().find(|&&len| declared > 0 && len as i64 != declared) {
+        None => Ok(()),
+        Some(&len) => Err(invalid(
+            "prompt",
+            format!(
+                "this model's UNet export takes exactly {declared} text tokens, but the prompt needs {len} \
+                 ({} chunks of 75); shorten the prompt and the negative prompt to 75 tokens each, or use a model \
+                 exported with a dynamic sequence length (Optimum's default)",
+                len / (CHUNK_TOKENS + 2)
+            ),
+        )),
+    }
+}
+
 /// diffusers' img2img `get_timesteps`: which index of the schedule a strength starts at.
 pub fn img2img_begin(steps: usize, strength: f32, order: usize) -> Result<usize, PipelineError> {
     if !(strength > 0.0 && strength <= 1.0) {
@@ -629,7 +636,17 @@ fn penultimate_hidden(encoder: &Graph) -> Result<String, PipelineError> {
 
 #[cfg(test)]
 mod tests {
-    use super::img2img_begin;
+    use super::{check_sequence, img2img_begin, PipelineError};
+
+    #[test]
+    fn a_fixed_length_unet_refuses_longer_prompts_by_name() {
+        assert!(check_sequence(-1, &[77, 231]).is_ok(), "dynamic: any length");
+        assert!(check_sequence(77, &[77]).is_ok());
+        match check_sequence(77, &[77, 154]) {
+            Err(PipelineError::Invalid { field: "prompt", message }) => assert!(message.contains("exactly 77") && message.contains("154"), "{message}"),
+            other => panic!("expected a refusal naming the prompt, got {other:?}"),
+        }
+    }
 
     #[test]
     fn img2img_start_matches_python_float_arithmetic() {
