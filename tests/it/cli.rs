@@ -87,6 +87,8 @@ fn bad_arguments_get_a_clear_message_and_nonzero_exit() {
         (&["--prompt", "x", "--guidance", "99", "-o", out], "--guidance"),
         (&["--prompt", "x", "-o", gif], ".png"),
         (&["--prompt", "x", "--strength", "0.5", "-o", out], "--init-image"),
+        (&["--prompt", "a (cat:1.2.3)", "--prompt-syntax", "a1111", "-o", out], "--prompt: the attention weight \"1.2.3\""),
+        (&["--prompt", "x", "--prompt-syntax", "comfy", "-o", out], "--prompt-syntax"),
     ];
     for (args, needle) in cases {
         let o = generate(args);

@@ -65,6 +65,8 @@ pub fn flag_error(e: PipelineError) -> anyhow::Error {
                 "guidance_scale" => "guidance".to_string(),
                 f => f.replace('_', "-"),
             };
+            // The message may name the field itself ("prompt: ..."): once is enough.
+            let message = message.strip_prefix(&format!("{field}: ")).unwrap_or(&message);
             anyhow::anyhow!("--{flag}: {message}")
         }
         other => other.into(),
