@@ -318,8 +318,17 @@ mod tests {
 
     fn catalog() -> Vec<ModelInfo> {
         vec![
-            ModelInfo { id: "sd15".into(), family: Family::Sd, native_size: 512, size_multiple: 8, img2img: true, live_workers: 1 },
-            ModelInfo { id: "xl".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 32, img2img: false, live_workers: 0 },
+            ModelInfo { id: "sd15".into(), family: Family::Sd, native_size: 512, size_multiple: 8, img2img: true, sha256: None, path: None, live_workers: 1 },
+            ModelInfo {
+                id: "xl".into(),
+                family: Family::Sdxl,
+                native_size: 1024,
+                size_multiple: 32,
+                img2img: false,
+                sha256: None,
+                path: None,
+                live_workers: 0,
+            },
         ]
     }
 

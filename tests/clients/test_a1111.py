@@ -43,13 +43,21 @@ def test_webuiapi_img2img(api):
 
 
 def test_webuiapi_models_and_options(api, model):
+    # Titles are A1111's `name [hash]`, hash the first 10 digits of the UNet's sha256.
     titles = api.util_get_model_names()
-    assert model in titles
+    entry = next(m for m in api.get_sd_models() if m["model_name"] == model)
+    title = f"{model} [{entry['hash']}]"
+    assert title in titles
+    assert entry["sha256"].startswith(entry["hash"]) and len(entry["sha256"]) == 64
+    # webuiapi's closest match picks the title for the bare name; the options report it.
     api.util_set_model(model)
-    assert api.util_get_current_model() == model
+    assert api.util_get_current_model() == title
+    api.util_set_model(title)
+    assert api.util_get_current_model() == title
     api.set_options({"sd_model_checkpoint": model, "jpeg_quality": 90})
     options = api.get_options()
-    assert options["sd_model_checkpoint"] == model
+    assert options["sd_model_checkpoint"] == title
+    assert options["sd_checkpoint_hash"] == entry["sha256"]
     assert options["jpeg_quality"] == 90
     assert "Euler" in api.util_get_sampler_names()
     assert api.util_get_scheduler_names() == ["automatic", "karras"]

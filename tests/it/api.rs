@@ -46,8 +46,8 @@ impl Service {
 
 async fn register_models(env: &ServiceEnv) {
     let models = [
-        ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true },
-        ModelEntry { id: "big".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 8, img2img: false },
+        ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true, sha256: None, path: None },
+        ModelEntry { id: "big".into(), family: Family::Sdxl, native_size: 1024, size_multiple: 8, img2img: false, sha256: None, path: None },
     ];
     let store = env.store().await;
     store.register_worker(Uuid::new_v4(), "test", &models).await.expect("catalog");
@@ -422,7 +422,7 @@ async fn health_readiness_and_the_model_catalog() {
     );
     let store = s.env.store().await;
     let worker = Uuid::new_v4();
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true, sha256: None, path: None };
     store.register_worker(worker, "gpu-1", &[entry]).await.unwrap();
     let (_, models) = call(s.get("/v1/models")).await;
     assert_eq!(models["data"][1]["live_workers"], 1, "{models}");

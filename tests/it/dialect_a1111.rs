@@ -71,7 +71,7 @@ impl XlWorker {
         let until = Instant::now() + Duration::from_secs(60);
         loop {
             let (_, models) = sd.get("/sd-models").await;
-            if models.as_array().is_some_and(|m| m.iter().any(|m| m["title"] == "tiny-xl")) {
+            if models.as_array().is_some_and(|m| m.iter().any(|m| m["model_name"] == "tiny-xl")) {
                 return worker;
             }
             assert!(Instant::now() < until, "the tiny-xl worker never registered");
@@ -292,14 +292,16 @@ async fn options_are_per_tenant_and_override_settings_switch_the_model() {
     let _xl = XlWorker::start(&env, &a).await;
     let small = json!({"prompt": "p", "width": 64, "height": 64, "steps": 2, "seed": 1});
 
-    // With no choice: the catalog's first model.
-    assert_eq!(a.get("/options").await.1["sd_model_checkpoint"], "tiny");
+    let (tiny, xl) = (title_of(&a, "tiny").await, title_of(&a, "tiny-xl").await);
+
+    // With no choice: the catalog's first model, reported by its title (`name [hash]`).
+    assert_eq!(a.get("/options").await.1["sd_model_checkpoint"], tiny.as_str());
     let (s, _) = a.post("/options", &json!({"sd_model_checkpoint": "tiny-xl", "samples_format": "webp", "my_option": 3})).await;
     assert_eq!(s, 200);
     let (_, opts) = a.get("/options").await;
-    assert_eq!((opts["sd_model_checkpoint"].as_str(), opts["my_option"].as_i64()), (Some("tiny-xl"), Some(3)));
+    assert_eq!((opts["sd_model_checkpoint"].as_str(), opts["my_option"].as_i64()), (Some(xl.as_str()), Some(3)));
     let (_, opts) = b.get("/options").await;
-    assert_eq!((opts["sd_model_checkpoint"].as_str(), opts.get("my_option")), (Some("tiny"), None));
+    assert_eq!((opts["sd_model_checkpoint"].as_str(), opts.get("my_option")), (Some(tiny.as_str()), None));
 
     let (r, info) = a.generate("/txt2img", small.clone()).await;
     assert_eq!(info["sd_model_name"], "tiny-xl");
@@ -311,7 +313,91 @@ async fn options_are_per_tenant_and_override_settings_switch_the_model() {
     over["override_settings"] = json!({"sd_model_checkpoint": "tiny", "samples_format": "png"});
     let (_, info) = a.generate("/txt2img", over).await;
     assert_eq!(info["sd_model_name"], "tiny");
-    assert_eq!(a.get("/options").await.1["sd_model_checkpoint"], "tiny-xl", "an override does not persist");
+    assert_eq!(a.get("/options").await.1["sd_model_checkpoint"], xl.as_str(), "an override does not persist");
+}
+
+/// A model's title in `sd-models`.
+async fn title_of(sd: &Sd, name: &str) -> String {
+    let (_, models) = sd.get("/sd-models").await;
+    let m = models.as_array().and_then(|m| m.iter().find(|m| m["model_name"] == name)).unwrap_or_else(|| panic!("{name} in {models}"));
+    m["title"].as_str().expect("a title").to_string()
+}
+
+/// The sha256 of `files` (in order, as one stream), computed here and not by the worker's code.
+fn sha256_of(files: &[std::path::PathBuf]) -> String {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for f in files {
+        hasher.update(std::fs::read(f).expect("model file"));
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// `sd-models` shows each model's identity: `sha256` the UNet's weights (graph, then its
+/// external data), `hash` its first 10 digits, `title` `name [hash]`, `filename` the directory
+/// the worker loaded. A checkpoint is then found by title, hash (short or full) or name, in
+/// override_settings and options; an unknown hash is A1111's RuntimeError.
+#[tokio::test(flavor = "multi_thread")]
+async fn sd_models_identify_checkpoints_by_the_unet_hash() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let sd = Sd::new(&api, &env.tenant_with_token("acme"));
+    let _worker = Worker::start(&env, &[]);
+    let _xl = XlWorker::start(&env, &sd).await;
+
+    let (status, models) = sd.get("/sd-models").await;
+    assert_eq!(status, 200);
+    let entry = |name: &str| models.as_array().and_then(|m| m.iter().find(|m| m["model_name"] == name)).cloned().expect("listed");
+    let sd15 = model_dir("tiny-sd15");
+    let sdxl = model_dir("tiny-sdxl");
+    for (name, dir, files) in [
+        ("tiny", &sd15, vec![sd15.join("unet/model.onnx")]),
+        // tiny-sdxl keeps its UNet weights in Optimum's external data file.
+        ("tiny-xl", &sdxl, vec![sdxl.join("unet/model.onnx"), sdxl.join("unet/model.onnx_data")]),
+    ] {
+        let m = entry(name);
+        let sha256 = sha256_of(&files);
+        let hash = &sha256[..10];
+        assert_eq!(m["sha256"].as_str(), Some(sha256.as_str()), "{m}");
+        assert_eq!(m["hash"].as_str(), Some(hash), "{m}");
+        assert_eq!(m["title"], format!("{name} [{hash}]"));
+        assert_eq!((m["model_name"].as_str(), m["config"].is_null()), (Some(name), true));
+        let filename = std::path::PathBuf::from(m["filename"].as_str().expect("filename"));
+        assert!(filename.is_absolute(), "{m}");
+        assert_eq!(filename.canonicalize().ok(), dir.canonicalize().ok(), "{m}");
+    }
+    assert_ne!(entry("tiny")["sha256"], entry("tiny-xl")["sha256"]);
+
+    // override_settings.sd_model_checkpoint as the title, the short hash, the full sha256 and
+    // the name: each runs on that model (the tenant's default would be the other one).
+    let (s, _) = sd.post("/options", &json!({"sd_model_checkpoint": "tiny"})).await;
+    assert_eq!(s, 200);
+    let xl = entry("tiny-xl");
+    let small = json!({"prompt": "p", "width": 64, "height": 64, "steps": 1, "seed": 1});
+    for wanted in [&xl["title"], &xl["hash"], &xl["sha256"], &json!("tiny-xl"), &json!(format!("tiny-xl [{}]", "0".repeat(10)))] {
+        let mut body = small.clone();
+        body["override_settings"] = json!({ "sd_model_checkpoint": wanted });
+        let (_, info) = sd.generate("/txt2img", body).await;
+        assert_eq!(info["sd_model_name"], "tiny-xl", "override_settings.sd_model_checkpoint = {wanted}");
+    }
+
+    // Options take the same forms and report the title and the full sha256.
+    for wanted in [&xl["hash"], &xl["sha256"], &xl["title"]] {
+        let (s, _) = sd.post("/options", &json!({"sd_model_checkpoint": "tiny"})).await;
+        assert_eq!(s, 200);
+        let (s, _) = sd.post("/options", &json!({ "sd_model_checkpoint": wanted })).await;
+        assert_eq!(s, 200, "{wanted}");
+        let (_, opts) = sd.get("/options").await;
+        assert_eq!((&opts["sd_model_checkpoint"], &opts["sd_checkpoint_hash"]), (&xl["title"], &xl["sha256"]), "{wanted}");
+    }
+
+    // An unknown hash is A1111's RuntimeError, in override_settings and in options.
+    let mut body = small.clone();
+    body["override_settings"] = json!({"sd_model_checkpoint": "0123456789"});
+    let (s, e) = sd.post("/txt2img", &body).await;
+    assert_eq!((s, e["error"].as_str(), e["errors"].as_str()), (400, Some("RuntimeError"), Some("model '0123456789' not found")), "{e}");
+    let (s, e) = sd.post("/options", &json!({"sd_model_checkpoint": "0".repeat(64)})).await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("RuntimeError")), "{e}");
 }
 
 /// progress shows the caller's own job only; interrupt stops only the caller's running job, and
@@ -410,4 +496,25 @@ async fn a_client_that_disconnects_cancels_its_blocking_job() {
         assert!(Instant::now() < until, "the job was canceled once its client went away: {jobs}\n{}", api.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Two live workers serving one id with different UNets: the second warns, naming both hashes
+/// and the first worker's host, and the catalog shows the latest registration's hash.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_worker_with_other_weights_for_an_id_is_a_warning() {
+    let env = ServiceEnv::new();
+    let api = ApiServer::start(&env, &[]);
+    let sd = Sd::new(&api, &env.tenant_with_token("acme"));
+    let first = Worker::start(&env, &[]);
+    let fp32 = sha256_of(&[model_dir("tiny-sd15").join("unet/model.onnx")]);
+    let fp16 = sha256_of(&[model_dir("tiny-sd15-fp16").join("unet/model.onnx")]);
+    assert_ne!(fp32, fp16);
+    assert_eq!(title_of(&sd, "tiny").await, format!("tiny [{}]", &fp32[..10]));
+    assert!(!first.log().contains("stands for different weights"), "{}", first.log());
+
+    let second = Worker::serving(&env, &format!("tiny={}", model_dir("tiny-sd15-fp16").display()), &[]);
+    let log = second.log();
+    let warning = log.lines().find(|l| l.contains("stands for different weights")).unwrap_or_else(|| panic!("no warning:\n{log}"));
+    assert!(warning.contains(&fp32) && warning.contains(&fp16), "{warning}");
+    assert_eq!(title_of(&sd, "tiny").await, format!("tiny [{}]", &fp16[..10]), "the latest registration wins");
 }

@@ -116,7 +116,7 @@ async fn hf_endpoint_seed_examples_errors_and_default_model() {
 
     // Two models and no --default-model: a 400 that says to set it; with it set, that model.
     let store = env.store().await;
-    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
+    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true, sha256: None, path: None };
     store.register_worker(Uuid::new_v4(), "test", &[other]).await.expect("catalog");
     let (status, body) = c.json("/", json!({"inputs": "p"})).await;
     assert_eq!(status, 400, "{body}");
@@ -256,7 +256,7 @@ async fn hf_serverless_wait_for_model() {
     let c = Caller::new(&api, &env.tenant_with_token("acme"));
     // The model is in the catalog but no worker serving it is live.
     let store = env.store().await;
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true, sha256: None, path: None };
     let gone = Uuid::new_v4();
     store.register_worker(gone, "test", &[entry]).await.expect("catalog");
     store.worker_stopped(gone).await.expect("stopped");
@@ -335,7 +335,7 @@ async fn hf_status_and_estimated_time_from_recorded_loads() {
     // In the catalog, no live worker, no start-up ever recorded: Loadable, the documented
     // compute type, and the 503 says the default estimate.
     let store = env.store().await;
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true, sha256: None, path: None };
     let gone = Uuid::new_v4();
     store.register_worker(gone, "test", &[entry]).await.expect("catalog");
     store.worker_stopped(gone).await.expect("stopped");
@@ -372,14 +372,14 @@ async fn hf_status_and_estimated_time_from_recorded_loads() {
     let api2 = ApiServer::start(&env, &[("DARKROOM_LOAD_ESTIMATE_WINDOW", "2"), ("DARKROOM_DEFAULT_LOAD_SECS", "42.5")]);
     let c2 = Caller { http: c.http.clone(), base: api2.base.clone(), token: c.token.clone() };
     assert_eq!(loading_estimate(&c2, "/models/tiny").await.0, 85.0, "the median of 80 and 90");
-    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true };
+    let other = ModelEntry { id: "other".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true, sha256: None, path: None };
     store.register_worker(gone, "test", &[other]).await.expect("catalog");
     store.worker_stopped(gone).await.expect("stopped");
     assert_eq!(loading_estimate(&c2, "/models/other").await, (42.5, "43".to_string()));
 
     // compute_type follows the live workers: gpu when any of them runs CUDA, even if a CPU
     // worker started after it.
-    let tiny = || vec![ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true }];
+    let tiny = || vec![ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true, sha256: None, path: None }];
     let (gpu, cpu) = (Uuid::new_v4(), Uuid::new_v4());
     store.register_worker(gpu, "test", &tiny()).await.expect("registered");
     record_start(&env, gpu, "tiny", 5.0, "cuda").await;

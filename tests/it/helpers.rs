@@ -167,6 +167,8 @@ impl ServiceEnv {
             native_size: 64,
             size_multiple: 8,
             img2img: true,
+            sha256: None,
+            path: None,
         };
         self.store().await.register_worker(uuid::Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
     }

@@ -61,7 +61,7 @@ fn set_limits(env: &ServiceEnv, tenant: &str, args: &[&str]) {
 /// A catalog entry for `tiny`, with no live worker: jobs stay queued.
 async fn catalog_only(env: &ServiceEnv) {
     let store = env.store().await;
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 8, img2img: true, sha256: None, path: None };
     store.register_worker(Uuid::new_v4(), "test", &[entry]).await.expect("catalog");
     sqlx::query("UPDATE workers SET stopped_at = now()").execute(store.pool()).await.expect("worker stopped");
 }

@@ -111,7 +111,7 @@ fn free_port() -> u16 {
 async fn catalog_without_workers(env: &ServiceEnv) {
     let store = env.store().await;
     let worker = Uuid::new_v4();
-    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true };
+    let entry = ModelEntry { id: "tiny".into(), family: Family::Sd, native_size: 64, size_multiple: 16, img2img: true, sha256: None, path: None };
     store.register_worker(worker, "test", &[entry]).await.expect("catalog");
     store.worker_stopped(worker).await.expect("worker stopped");
 }

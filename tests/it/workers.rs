@@ -17,9 +17,13 @@ impl Worker {
     /// Start a CPU worker serving `tiny-sd15` as model `tiny`, with `env`'s settings plus
     /// `extra` variables, and wait until it waits for jobs.
     pub fn start(env: &ServiceEnv, extra: &[(&str, &str)]) -> Worker {
-        let model = format!("tiny={}", model_dir("tiny-sd15").display());
+        Worker::serving(env, &format!("tiny={}", model_dir("tiny-sd15").display()), extra)
+    }
+
+    /// As [`Worker::start`], serving `model` (`NAME=DIR`).
+    pub fn serving(env: &ServiceEnv, model: &str, extra: &[(&str, &str)]) -> Worker {
         let mut child = Command::new(worker_bin())
-            .args(["run", "--ep", "cpu", "--threads", "1", "--model", &model])
+            .args(["run", "--ep", "cpu", "--threads", "1", "--model", model])
             .envs(env.vars())
             .env("DARKROOM_HEARTBEAT_SECS", "0.5")
             .env("DARKROOM_RECOVERY_SECS", "0.3")

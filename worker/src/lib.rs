@@ -1,6 +1,7 @@
 //! The Darkroom worker's inference core: ONNX-exported Stable Diffusion pipelines run
 //! through ONNX Runtime, with diffusers-exact samplers and torch-exact seeded noise.
 pub mod deadline;
+pub mod fingerprint;
 pub mod metrics;
 pub mod model;
 pub mod onnx;

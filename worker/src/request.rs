@@ -31,6 +31,8 @@ pub fn resolve_validated(req: &GenerationRequest, model: &ModelDir) -> Result<(G
         native_size: model.native_size as i32,
         size_multiple: model.size_multiple as i32,
         img2img: model.img2img,
+        sha256: None,
+        path: None,
         live_workers: 0,
     };
     let limits = Limits { max_init_image_bytes: MAX_INIT_IMAGE_PIXELS * 4 };

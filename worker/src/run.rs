@@ -10,6 +10,7 @@ use darkroom_shared::queue::Queue;
 use darkroom_shared::shutdown;
 use darkroom_shared::store::Store;
 use darkroom_worker::deadline::{self, DeadlinePolicy, EXIT_HUNG};
+use darkroom_worker::fingerprint;
 use darkroom_worker::pipeline::Pipeline;
 use darkroom_worker::runtime::Runtime;
 use darkroom_worker::service::{self, Served, ServiceError, Settings};
@@ -71,15 +72,34 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     result
 }
 
-/// Load every `NAME=DIR` model, logging how long each took.
+/// Load every `NAME=DIR` model, logging how long each took, and hash its UNet
+/// (`fingerprint.rs`) on a thread of its own meanwhile (no cache: every start hashes again,
+/// which costs about what reading the weights once costs).
 fn load_models(runtime: &Runtime, models: &[(String, PathBuf)]) -> anyhow::Result<Vec<Served>> {
     let mut served = Vec::new();
     for (name, dir) in models {
         let t = Instant::now();
-        let pipeline = Pipeline::load(runtime, dir).with_context(|| format!("loading model {name:?} from {}", dir.display()))?;
+        let (pipeline, hash) = std::thread::scope(|scope| {
+            let hashing = scope.spawn(|| fingerprint::unet_sha256(dir));
+            let pipeline = Pipeline::load(runtime, dir).with_context(|| format!("loading model {name:?} from {}", dir.display()));
+            let hash = hashing.join().map_err(|_| anyhow::anyhow!("hashing model {name:?}: the thread panicked"));
+            (pipeline, hash)
+        });
+        let pipeline = pipeline?;
+        let hash = hash?.with_context(|| format!("hashing the UNet of model {name:?}"))?;
         let load_time = t.elapsed();
         tracing::info!(model = %name, dir = %dir.display(), family = pipeline.model().family.name(), "loaded in {:.1} s", load_time.as_secs_f64());
-        served.push(Served::new(name.clone(), pipeline, load_time));
+        tracing::info!(
+            model = %name,
+            sha256 = %hash.sha256,
+            files = hash.files.len(),
+            "UNet hashed: {:.1} MB in {:.1} s",
+            hash.bytes as f64 / 1e6,
+            hash.took.as_secs_f64()
+        );
+        // The directory as the catalog shows it (A1111's `filename`): absolute, links kept.
+        let path = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        served.push(Served::new(name.clone(), pipeline, load_time).with_identity(path.display().to_string(), hash.sha256));
     }
     Ok(served)
 }

@@ -69,11 +69,20 @@ pub struct Served {
     pub pipeline: Arc<Mutex<Pipeline>>,
     /// How long loading it took (its ONNX sessions created).
     pub load_time: Duration,
+    /// The model directory, as the catalog shows it.
+    pub path: Option<String>,
+    /// The sha256 of its UNet (`fingerprint.rs`).
+    pub sha256: Option<String>,
 }
 
 impl Served {
     pub fn new(name: String, pipeline: Pipeline, load_time: Duration) -> Served {
-        Served { name, pipeline: Arc::new(Mutex::new(pipeline)), load_time }
+        Served { name, pipeline: Arc::new(Mutex::new(pipeline)), load_time, path: None, sha256: None }
+    }
+
+    /// With the directory it was loaded from and its UNet's sha256, for the catalog.
+    pub fn with_identity(self, path: String, sha256: String) -> Served {
+        Served { path: Some(path), sha256: Some(sha256), ..self }
     }
 
     fn entry(&self) -> ModelEntry {
@@ -85,7 +94,33 @@ impl Served {
             native_size: m.native_size as i32,
             size_multiple: m.size_multiple as i32,
             img2img: p.supports_img2img(),
+            sha256: self.sha256.clone(),
+            path: self.path.clone(),
         }
+    }
+}
+
+/// Warn when another live worker serves one of our model ids with other weights (a different
+/// UNet sha256): jobs for that id would then depend on the worker they land on. Registering
+/// goes on (the catalog keeps the latest registration's hash); "live" here is seen within
+/// three of our heartbeat intervals. A failed check is only logged.
+async fn warn_hash_conflicts(store: &Store, settings: &Settings, entries: &[ModelEntry]) {
+    match store.hash_conflicts(settings.worker_id, entries, settings.heartbeat * 3).await {
+        Ok(conflicts) => {
+            for c in conflicts {
+                let ours = entries.iter().find(|e| e.id == c.model).and_then(|e| e.sha256.as_deref()).unwrap_or_default();
+                tracing::warn!(
+                    model = %c.model,
+                    "model {:?}: this worker's UNet sha256 is {ours} but live worker {} ({}) serves it with sha256 {}; \
+                     the same id stands for different weights (the catalog now shows {ours})",
+                    c.model,
+                    c.worker,
+                    c.hostname,
+                    c.sha256
+                );
+            }
+        }
+        Err(e) => tracing::warn!("checking other workers' model hashes failed: {e}"),
     }
 }
 
@@ -157,6 +192,7 @@ struct StopReasons {
 pub async fn run(store: Store, queue: Queue, models: Vec<Served>, settings: Settings, shutdown: CancellationToken) -> Result<(), ServiceError> {
     let hostname = std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
     let entries: Vec<ModelEntry> = models.iter().map(Served::entry).collect();
+    warn_hash_conflicts(&store, &settings, &entries).await;
     store.register_worker(settings.worker_id, &hostname, &entries).await?;
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
     let ready = settings.started.elapsed();

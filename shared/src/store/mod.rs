@@ -19,7 +19,7 @@ mod tenants;
 mod webhooks;
 
 pub use cache::cache_key;
-pub use catalog::{ModelEntry, ModelInfo};
+pub use catalog::{HashConflict, ModelEntry, ModelInfo};
 pub use events::{JobEvent, Preview, EVENT_BATCH, EVENT_CHANNEL};
 pub use idempotency::{request_hash, KeyUse, IDEMPOTENCY_TTL_HOURS};
 pub use loads::{LoadHistory, ModelLoad, WorkerStart, MODEL_LOADS_KEPT};

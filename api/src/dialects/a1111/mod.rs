@@ -35,6 +35,9 @@ use errors::Answer;
 pub use errors::A1111;
 use models::{GenerateResponse, Img2ImgRequest, Progress, ProgressState, SamplerItem, SchedulerItem, SdModel, Txt2ImgRequest};
 
+/// A checkpoint's title and sha256 in the document's examples (the tiny test model's).
+const EXAMPLE_TITLE: &str = "tiny-sd15 [364658c731]";
+const EXAMPLE_SHA256: &str = "364658c731c79abef6d0f2f681b84492b4e31a605a9dd1e6d43d54503535348a";
 /// The option key holding the tenant's checkpoint.
 const CHECKPOINT: &str = "sd_model_checkpoint";
 /// The option key holding the tenant's image format.
@@ -101,7 +104,7 @@ async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img
     let overrides = body.fields.override_settings.clone().unwrap_or_default();
     let options = tenant_options(service, tenant).await?;
     let catalog = service.catalog().await?;
-    let model = checkpoint(service, &catalog, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT))?;
+    let model = checkpoint(service, &catalog, overrides.get(CHECKPOINT).or(options.get(CHECKPOINT)), overrides.contains_key(CHECKPOINT))?.id.clone();
     let format = samples_format(overrides.get(SAMPLES_FORMAT).or(options.get(SAMPLES_FORMAT)))?;
     // Live previews as the tenant's options (or this request's overrides) ask, as A1111 does.
     let option = |key| overrides.get(key).or(options.get(key));
@@ -127,31 +130,58 @@ async fn tenant_options(service: &Service, tenant: uuid::Uuid) -> Result<Map<Str
     Ok(service.tenant_settings(tenant).await?.into_iter().collect())
 }
 
-/// Whether an A1111 checkpoint name (title, `name [hash]`, file name) designates `id`.
+/// Whether an A1111 checkpoint name (title, `name [hash]`, file name) designates `id` by its
+/// name: the text before ` [` (any hash there is not looked at), with or without a
+/// `.safetensors`, `.ckpt` or `.onnx` extension.
 fn names(id: &str, name: &str) -> bool {
     let base = name.split(" [").next().unwrap_or(name).trim();
     let stem = [".safetensors", ".ckpt", ".onnx"].iter().find_map(|ext| base.strip_suffix(ext)).unwrap_or(base);
     id == name || id == base || id == stem
 }
 
-/// The catalog model a checkpoint name stands for; unset (or stale when not `explicit`): the
-/// configured default model, else the catalog's first (an empty catalog is a 503). An explicit
-/// unknown name is A1111's `RuntimeError("model '…' not found")`.
-fn checkpoint(service: &Service, catalog: &[ModelInfo], wanted: Option<&Value>, explicit: bool) -> Result<String, ApiError> {
-    if catalog.is_empty() {
-        return Err(ApiError::NoModels);
+/// A1111's short hash: the first 10 hex digits of the sha256.
+fn short_hash(sha256: &str) -> &str {
+    sha256.get(..10).unwrap_or(sha256)
+}
+
+/// A checkpoint's title as A1111 writes it, `name [hash]`; the name alone while the catalog
+/// has no hash for the model (registered by a worker that did not hash it).
+fn title(m: &ModelInfo) -> String {
+    match &m.sha256 {
+        Some(sha256) => format!("{} [{}]", m.id, short_hash(sha256)),
+        None => m.id.clone(),
     }
+}
+
+/// The catalog model an A1111 checkpoint string designates, looked up as A1111 does: by title
+/// (`name [hash]`), then by hash (the 10-digit short hash or the full sha256, any case), then
+/// by name ([`names`]). So a title whose hash is stale (the model was re-exported) still finds
+/// the model by its name, and an unknown hash finds nothing. Ties go to the catalog's order.
+fn find<'a>(catalog: &'a [ModelInfo], wanted: &str) -> Option<&'a ModelInfo> {
+    let by_hash = || {
+        let hash = wanted.trim().to_ascii_lowercase();
+        let is_hash = matches!(hash.len(), 10 | 64) && hash.bytes().all(|b| b.is_ascii_hexdigit());
+        catalog.iter().filter(|_| is_hash).find(|m| m.sha256.as_deref().is_some_and(|s| s == hash || short_hash(s) == hash))
+    };
+    catalog.iter().find(|m| m.sha256.is_some() && title(m) == wanted).or_else(by_hash).or_else(|| catalog.iter().find(|m| names(&m.id, wanted)))
+}
+
+/// The catalog model a checkpoint name stands for ([`find`]); unset (or stale when not
+/// `explicit`): the configured default model, else the catalog's first (an empty catalog is a
+/// 503). An explicit unknown name is A1111's `RuntimeError("model '…' not found")`.
+fn checkpoint<'a>(service: &Service, catalog: &'a [ModelInfo], wanted: Option<&Value>, explicit: bool) -> Result<&'a ModelInfo, ApiError> {
+    let Some(first) = catalog.first() else { return Err(ApiError::NoModels) };
     let wanted = wanted.and_then(Value::as_str).filter(|s| !s.is_empty());
     if let Some(name) = wanted {
-        if let Some(m) = catalog.iter().find(|m| names(&m.id, name)) {
-            return Ok(m.id.clone());
+        if let Some(m) = find(catalog, name) {
+            return Ok(m);
         }
         if explicit {
             return Err(ValidationError::UnknownModel { name: name.to_string(), known: catalog.iter().map(|m| m.id.clone()).collect() }.into());
         }
     }
-    let default = service.settings().default_model.clone().filter(|d| catalog.iter().any(|m| &m.id == d));
-    Ok(default.or_else(|| catalog.first().map(|m| m.id.clone())).unwrap_or_default())
+    let default = service.settings().default_model.as_ref().and_then(|d| catalog.iter().find(|m| &m.id == d));
+    Ok(default.unwrap_or(first))
 }
 
 /// `samples_format` as an output format (png when unset).
@@ -163,21 +193,37 @@ fn samples_format(value: Option<&Value>) -> Result<OutputFormat, ApiError> {
     }
 }
 
-/// The catalog as checkpoints (`title` is the model id; `hash` and `sha256` are null).
+/// The catalog as checkpoints: `title` is `name [hash]`, `hash` the first 10 hex digits of
+/// `sha256`, the sha256 of the model's UNet weights as its worker hashed them (the bytes of
+/// `unet/model.onnx`, then of the external data files the graph references, sorted by name:
+/// not A1111's hash of a `.safetensors` file, which an ONNX export does not have); `filename`
+/// is the model directory the worker loaded. A model whose worker registered no hash has
+/// `title` = its name and null `hash` and `sha256`.
 #[utoipa::path(get, path = "/sdapi/v1/sd-models", operation_id = "a1111SdModels", tag = tags::A1111, responses((status = 200, description = "The checkpoints", body = Vec<SdModel>)))]
 async fn sd_models(State(service): State<Arc<Service>>, _caller: Caller<A1111>) -> Answer<Json<Vec<SdModel>>> {
     let models = service.catalog().await?;
-    Ok(Json(
-        models.into_iter().map(|m| SdModel { title: m.id.clone(), model_name: m.id.clone(), hash: None, sha256: None, filename: m.id, config: None }).collect(),
-    ))
+    Ok(Json(models.iter().map(sd_model).collect()))
+}
+
+/// A catalog model as A1111's checkpoint entry.
+fn sd_model(m: &ModelInfo) -> SdModel {
+    SdModel {
+        title: title(m),
+        model_name: m.id.clone(),
+        hash: m.sha256.as_deref().map(|s| short_hash(s).to_string()),
+        sha256: m.sha256.clone(),
+        filename: m.path.clone().unwrap_or_else(|| m.id.clone()),
+        config: None,
+    }
 }
 
 /// The tenant's options: A1111's defaults for those we report, overlaid with the tenant's own;
-/// `sd_model_checkpoint` is the model txt2img runs.
+/// `sd_model_checkpoint` is the title (`name [hash]`) of the model txt2img runs and
+/// `sd_checkpoint_hash` its full sha256 (null while the catalog has no hash for it).
 #[utoipa::path(get, path = "/sdapi/v1/options", operation_id = "a1111GetOptions", tag = tags::A1111,
     responses(
         (status = 200, description = "The options", body = HashMap<String, serde_json::Value>,
-            example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "png", "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1})),
+            example = json!({"sd_model_checkpoint": EXAMPLE_TITLE, "sd_checkpoint_hash": EXAMPLE_SHA256, "samples_format": "png", "sd_vae": "Automatic", "CLIP_stop_at_last_layers": 1})),
         (status = 503, description = "No worker has registered a model yet, or a backend does not answer"),
     ))]
 async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>) -> Answer<Json<Map<String, Value>>> {
@@ -190,21 +236,26 @@ async fn get_options(State(service): State<Arc<Service>>, caller: Caller<A1111>)
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let current = checkpoint(&service, &service.catalog().await?, stored.get(CHECKPOINT), false)?;
+    let catalog = service.catalog().await?;
+    let current = checkpoint(&service, &catalog, stored.get(CHECKPOINT), false)?;
     options.extend(stored);
-    options.insert(CHECKPOINT.into(), Value::String(current));
+    options.insert(CHECKPOINT.into(), Value::String(title(current)));
+    options.insert("sd_checkpoint_hash".into(), current.sha256.clone().map_or(Value::Null, Value::String));
     Ok(Json(options))
 }
 
 /// Set options for the caller's tenant only.
 ///
-/// `sd_model_checkpoint` must name a catalog model (stored as its title); `samples_format` must
+/// `sd_model_checkpoint` must name a catalog model by title (`name [hash]`), name (a file name
+/// such as `name.safetensors` too) or hash (the 10-digit short hash or the full sha256), looked
+/// up in that order as A1111 does; it is stored as the model's name, so that it still holds
+/// when the model's hash changes, and read back as the title. `samples_format` must
 /// be `png`, `jpg` or `webp`; `live_previews_enable` a boolean and `show_progress_every_n_steps`
 /// an integer from -1 (they set the live previews of txt2img/img2img, shown by `progress`);
 /// other options are kept as given (at most `--max-options-keys`
 /// keys and `--max-options-bytes` bytes, no NUL character).
 #[utoipa::path(post, path = "/sdapi/v1/options", operation_id = "a1111SetOptions", tag = tags::A1111,
-    request_body(content = HashMap<String, serde_json::Value>, example = json!({"sd_model_checkpoint": "tiny-sd15", "samples_format": "webp"})),
+    request_body(content = HashMap<String, serde_json::Value>, example = json!({"sd_model_checkpoint": EXAMPLE_TITLE, "samples_format": "webp"})),
     responses(
         (status = 200, description = "Stored", body = JsonNull),
         (status = 400, description = "An unknown `sd_model_checkpoint` (RuntimeError)"),
@@ -223,7 +274,7 @@ async fn set_options(
             return Err(ApiError::Parameter { message: format!("{field}: options must not contain NUL characters (U+0000)"), field: field.into() }.into());
         }
         let value = match key.as_str() {
-            CHECKPOINT => Value::String(checkpoint(&service, &catalog, Some(&value), true)?),
+            CHECKPOINT => Value::String(checkpoint(&service, &catalog, Some(&value), true)?.id.clone()),
             SAMPLES_FORMAT => {
                 samples_format(Some(&value))?;
                 value
@@ -409,5 +460,64 @@ mod tests {
             assert!(super::names("sd15", name), "{name}");
         }
         assert!(!super::names("sd15", "sdxl"));
+    }
+
+    fn model(id: &str, sha256: Option<&str>) -> darkroom_shared::store::ModelInfo {
+        darkroom_shared::store::ModelInfo {
+            id: id.into(),
+            family: darkroom_shared::family::Family::Sd,
+            native_size: 512,
+            size_multiple: 8,
+            img2img: true,
+            sha256: sha256.map(str::to_string),
+            path: Some(format!("/models/{id}")),
+            live_workers: 1,
+        }
+    }
+
+    const SD15: &str = "6ce0161689b3853acaa03779ec93eafe75a02f4ced659bee03f50797806fa2fa";
+    const XL: &str = "31e35c80fc4829d14f90153f4c74cd59c90b779f6afe05a74cd6120b893f7e5b";
+
+    #[test]
+    fn titles_and_entries() {
+        let m = model("sd15", Some(SD15));
+        assert_eq!(super::title(&m), "sd15 [6ce0161689]");
+        let entry = serde_json::to_value(super::sd_model(&m)).expect("json");
+        assert_eq!(
+            entry,
+            serde_json::json!({"title": "sd15 [6ce0161689]", "model_name": "sd15", "hash": "6ce0161689", "sha256": SD15,
+                "filename": "/models/sd15", "config": null})
+        );
+        let unknown = model("old", None);
+        assert_eq!(super::title(&unknown), "old");
+        let entry = serde_json::to_value(super::sd_model(&unknown)).expect("json");
+        assert_eq!((entry["hash"].is_null(), entry["sha256"].is_null()), (true, true));
+    }
+
+    #[test]
+    fn checkpoints_are_found_by_title_then_hash_then_name() {
+        let catalog = [model("sd15", Some(SD15)), model("xl", Some(XL)), model("old", None)];
+        let found = |wanted: &str| super::find(&catalog, wanted).map(|m| m.id.as_str());
+        for wanted in ["sd15 [6ce0161689]", "6ce0161689", "6CE0161689", SD15, "sd15", "sd15.safetensors", "sd15.safetensors [6ce0161689]"] {
+            assert_eq!(found(wanted), Some("sd15"), "{wanted}");
+        }
+        assert_eq!(found("xl [31e35c80fc]"), Some("xl"));
+        // A stale hash in a title: found by the name, as A1111 does.
+        assert_eq!(found("sd15 [0123456789]"), Some("sd15"));
+        // Another model's hash in a title: the title matches no model, the whole string is no
+        // hash, and the name wins.
+        assert_eq!(found("sd15 [31e35c80fc]"), Some("sd15"));
+        assert_eq!(found("old"), Some("old"));
+        for unknown in ["0123456789", "6ce016168", "6ce0161689b", "nope", "nope [6ce0161689]", ""] {
+            assert_eq!(found(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn the_title_comes_before_a_hash_and_a_hash_before_a_name() {
+        // A model named like another's short hash: the name is only looked at last.
+        let catalog = [model("6ce0161689", Some(XL)), model("sd15", Some(SD15))];
+        assert_eq!(super::find(&catalog, "6ce0161689").map(|m| m.id.as_str()), Some("sd15"));
+        assert_eq!(super::find(&catalog, "6ce0161689 [31e35c80fc]").map(|m| m.id.as_str()), Some("6ce0161689"));
     }
 }

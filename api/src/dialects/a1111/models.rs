@@ -109,14 +109,32 @@ pub struct GenerateResponse {
     pub info: String,
 }
 
-/// One entry of `GET /sdapi/v1/sd-models`.
+/// One entry of `GET /sdapi/v1/sd-models`: a catalog model as an A1111 checkpoint.
 #[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "title": "tiny-sd15 [364658c731]", "model_name": "tiny-sd15", "hash": "364658c731",
+    "sha256": "364658c731c79abef6d0f2f681b84492b4e31a605a9dd1e6d43d54503535348a",
+    "filename": "/models/tiny-sd15", "config": null
+}))]
 pub struct SdModel {
+    /// `model_name [hash]` (A1111's format); the name alone while the model has no hash.
     pub title: String,
+    /// The catalog's model id.
     pub model_name: String,
+    /// The first 10 hex digits of `sha256`; null while unknown.
+    #[schema(pattern = "^[0-9a-f]{10}$")]
     pub hash: Option<String>,
+    /// The sha256 (lowercase hex) of the model's UNet weights, as its worker hashed them when
+    /// loading it: the bytes of `unet/model.onnx`, then those of each external data file the
+    /// graph references (Optimum's `unet/model.onnx_data`), sorted by name, as one stream. Not
+    /// A1111's hash of a `.safetensors` checkpoint (an ONNX export has none): the same export
+    /// hashes the same on every worker. Null while unknown.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub sha256: Option<String>,
+    /// The model directory the worker loaded (an absolute path on the worker's machine); the
+    /// model's name when the worker did not say.
     pub filename: String,
+    /// Always null: an ONNX export has no separate config file.
     pub config: Option<String>,
 }
 
@@ -240,9 +258,10 @@ pub struct Txt2ImgRequest {
     s_tmax: Option<f64>,
     s_tmin: Option<f64>,
     s_noise: Option<f64>,
-    /// For this request only: `sd_model_checkpoint` (a catalog model; unknown: 400
-    /// RuntimeError) and `samples_format` (`png`, `jpg`, `webp`).
-    #[schema(value_type = Option<Object>, example = json!({"sd_model_checkpoint": "tiny-sd15"}))]
+    /// For this request only: `sd_model_checkpoint` (a catalog model by title `name [hash]`,
+    /// name or hash, as `POST /sdapi/v1/options` takes it; unknown: 400 RuntimeError) and
+    /// `samples_format` (`png`, `jpg`, `webp`).
+    #[schema(value_type = Option<Object>, example = json!({"sd_model_checkpoint": "tiny-sd15 [364658c731]"}))]
     override_settings: Option<Map<String, Value>>,
     #[schema(default = true)]
     override_settings_restore_afterwards: Option<bool>,
