@@ -14,6 +14,8 @@ pub struct Infotext<'a> {
     pub width: u32,
     pub height: u32,
     pub model: &'a str,
+    /// The model's short hash (`Model hash:`), when known.
+    pub model_hash: Option<&'a str>,
     /// img2img only.
     pub denoising_strength: Option<f32>,
 }
@@ -34,10 +36,20 @@ impl<'a> Infotext<'a> {
             width,
             height,
             model,
+            model_hash: None,
             denoising_strength: req.strength.or_else(|| req.init_image.as_ref().map(|_| defaults::STRENGTH)),
         }
     }
+
+    /// With the model's hash, as AUTOMATIC1111 writes it (`Model hash: `, its 10-digit short
+    /// form) before the model's name; the full sha256 is shortened here.
+    pub fn with_model_hash(self, sha256: Option<&'a str>) -> Self {
+        Infotext { model_hash: sha256.and_then(|h| h.get(..SHORT_HASH)), ..self }
+    }
 }
+
+/// The digits of AUTOMATIC1111's short model hash.
+pub const SHORT_HASH: usize = 10;
 
 impl std::fmt::Display for Infotext<'_> {
     /// `<prompt>\nNegative prompt: <negative>\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: m`
@@ -48,9 +60,13 @@ impl std::fmt::Display for Infotext<'_> {
         }
         write!(
             f,
-            "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}, Model: {}",
-            self.steps, self.sampler, self.guidance_scale, self.seed, self.width, self.height, self.model
+            "\nSteps: {}, Sampler: {}, CFG scale: {}, Seed: {}, Size: {}x{}",
+            self.steps, self.sampler, self.guidance_scale, self.seed, self.width, self.height
         )?;
+        if let Some(h) = self.model_hash {
+            write!(f, ", Model hash: {h}")?;
+        }
+        write!(f, ", Model: {}", self.model)?;
         if let Some(s) = self.denoising_strength {
             write!(f, ", Denoising strength: {s}")?;
         }
@@ -74,6 +90,7 @@ mod tests {
             width: 512,
             height: 768,
             model: "sd15",
+            model_hash: None,
             denoising_strength: None,
         };
         assert_eq!(t.to_string(), "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model: sd15");
@@ -91,6 +108,8 @@ mod tests {
         req.guidance_scale = 7.0;
         let t = Infotext::new(&req, 42, (512, 768), "sd15");
         assert_eq!(t.to_string(), "a cat\nNegative prompt: blurry\nSteps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7, Seed: 42, Size: 512x768, Model: sd15");
+        let hashed = Infotext::new(&req, 42, (512, 768), "sd15").with_model_hash(Some("364658c7310c9b8b1dcf0bf9c1d2c46a0d2c1f0e8b7f2d0e1c3a5b7d9f1e3a5c"));
+        assert!(hashed.to_string().ends_with("Size: 512x768, Model hash: 364658c731, Model: sd15"), "{hashed}");
         req.init_image = Some("aGk=".into());
         assert!(Infotext::new(&req, 42, (512, 768), "sd15").to_string().ends_with("Model: sd15, Denoising strength: 0.8"));
         req.strength = Some(0.6);

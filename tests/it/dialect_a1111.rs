@@ -377,8 +377,14 @@ async fn sd_models_identify_checkpoints_by_the_unet_hash() {
     for wanted in [&xl["title"], &xl["hash"], &xl["sha256"], &json!("tiny-xl"), &json!(format!("tiny-xl [{}]", "0".repeat(10)))] {
         let mut body = small.clone();
         body["override_settings"] = json!({ "sd_model_checkpoint": wanted });
-        let (_, info) = sd.generate("/txt2img", body).await;
+        let (r, info) = sd.generate("/txt2img", body).await;
         assert_eq!(info["sd_model_name"], "tiny-xl", "override_settings.sd_model_checkpoint = {wanted}");
+        // The infotext names the model by hash and name, as A1111's does, in `info` and in the PNG.
+        assert_eq!(info["sd_model_hash"], xl["hash"]);
+        let text = format!("Model hash: {}, Model: tiny-xl", xl["hash"].as_str().unwrap_or_default());
+        assert!(info["infotexts"][0].as_str().unwrap_or_default().contains(&text), "{info:#}");
+        let png = base64::engine::general_purpose::STANDARD.decode(r["images"][0].as_str().unwrap_or_default()).expect("base64");
+        assert!(String::from_utf8_lossy(&png).contains(&text), "the PNG's parameters chunk carries the model hash");
     }
 
     // Options take the same forms and report the title and the full sha256.

@@ -330,6 +330,7 @@ async fn handle(
         previews,
     };
     let model = claim.model.clone();
+    let sha256 = served.sha256.clone();
     let mut work = tokio::task::spawn_blocking(move || {
         let _span = span.enter();
         let started = Instant::now();
@@ -337,7 +338,7 @@ async fn handle(
         let (request, params) = resolve_validated(&request, p.model())?;
         let (images, timings) = p.generate(&params, &mut observer)?;
         crate::metrics::record_steps(&model, &timings.unet_steps);
-        let encoded = encode(&images, &request, (params.width as u32, params.height as u32))?;
+        let encoded = encode(&images, &request, (params.width as u32, params.height as u32), sha256.as_deref())?;
         Ok((encoded, started.elapsed()))
     });
     // Wait for the job; on shutdown give it the grace period, then hand it back. (If the
@@ -434,12 +435,12 @@ async fn fail_past_deadline(store: &Store, claim: &Claim, ran: Duration, s: &Set
 }
 
 /// Encode every image in the requested format, with its infotext. `req` is the request as
-/// validated, `size` the size the images were made at.
-fn encode(images: &[GeneratedImage], req: &GenerationRequest, size: (u32, u32)) -> Result<Vec<NewImage>, PipelineError> {
+/// validated, `size` the size the images were made at, `sha256` the model's UNet hash.
+fn encode(images: &[GeneratedImage], req: &GenerationRequest, size: (u32, u32), sha256: Option<&str>) -> Result<Vec<NewImage>, PipelineError> {
     images
         .iter()
         .map(|img| {
-            let info = Infotext::new(req, img.seed, size, &req.model);
+            let info = Infotext::new(req, img.seed, size, &req.model).with_model_hash(sha256);
             let bytes = output::encode(&img.image, req.output_format, &info.to_string())
                 .map_err(|e| PipelineError::Invalid { field: "output_format", message: e.to_string() })?;
             Ok(NewImage {

@@ -122,7 +122,8 @@ async fn generate(service: &Service, caller: Caller<A1111>, body: Value, img2img
         return Err(done.failure().into());
     }
     let init_image = if echo.include_init_images { service.init_image(done.job.id).await? } else { None };
-    Ok(Json(translate::response(&done, &echo, init_image)).into_response())
+    let sha256 = catalog.iter().find(|m| m.id == done.job.request.model).and_then(|m| m.sha256.as_deref());
+    Ok(Json(translate::response(&done, &echo, init_image, sha256)).into_response())
 }
 
 /// The tenant's stored options.

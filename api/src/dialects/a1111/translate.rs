@@ -1,6 +1,6 @@
 //! A1111 requests into the canonical request, and finished jobs back into A1111's answer.
 use base64::Engine as _;
-use darkroom_shared::infotext::Infotext;
+use darkroom_shared::infotext::{Infotext, SHORT_HASH};
 use darkroom_shared::job::JobStatus;
 use darkroom_shared::request::{GenerationRequest, OutputFormat, PromptSyntax};
 use darkroom_shared::sampler::Sampler;
@@ -232,13 +232,14 @@ pub fn translate(body: Body, model: String, format: OutputFormat, img2img: bool)
 
 /// The answer for a finished job: its images (base64, no `data:` prefix) and `info`.
 /// `init_image` is the job's stored init image when the echo includes it.
-pub fn response(done: &JobWithImages, t: &Echo, init_image: Option<String>) -> GenerateResponse {
+/// `sha256` is the job's model's, from the catalog (its short form is A1111's model hash).
+pub fn response(done: &JobWithImages, t: &Echo, init_image: Option<String>, sha256: Option<&str>) -> GenerateResponse {
     let r = &done.job.request;
     let seed = r.seed.unwrap_or(0);
     let n = u64::from(r.num_images);
     let all_seeds: Vec<u64> = (0..n).map(|i| seed + i).collect();
     let (width, height) = (r.width.unwrap_or(0), r.height.unwrap_or(0));
-    let infotexts: Vec<String> = all_seeds.iter().map(|&s| Infotext::new(r, s, (width, height), &r.model).to_string()).collect();
+    let infotexts: Vec<String> = all_seeds.iter().map(|&s| Infotext::new(r, s, (width, height), &r.model).with_model_hash(sha256).to_string()).collect();
     let timestamp = done.job.started_at.unwrap_or(done.job.created_at).format("%Y%m%d%H%M%S").to_string();
     let schedule = if t.sampler.karras { "Karras" } else { "Automatic" };
     let negative = r.negative_prompt.clone().unwrap_or_default();
@@ -248,7 +249,7 @@ pub fn response(done: &JobWithImages, t: &Echo, init_image: Option<String>) -> G
         "seed": seed, "all_seeds": all_seeds, "subseed": seed, "all_subseeds": all_seeds, "subseed_strength": 0,
         "width": width, "height": height, "sampler_name": t.sampler.kind.a1111_base(), "cfg_scale": r.guidance_scale,
         "steps": r.steps, "batch_size": t.batch_size, "restore_faces": false, "face_restoration_model": null,
-        "sd_model_name": r.model, "sd_model_hash": null, "sd_vae_name": null, "sd_vae_hash": null,
+        "sd_model_name": r.model, "sd_model_hash": sha256.and_then(|h| h.get(..SHORT_HASH)), "sd_vae_name": null, "sd_vae_hash": null,
         "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": if t.img2img { json!(r.strength) } else { json!(0) },
         "extra_generation_params": {"Schedule type": schedule}, "index_of_first_image": 0, "infotexts": infotexts,
