@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use darkroom_shared::request::GenerationRequest;
+use darkroom_shared::request::{GenerationRequest, PromptSyntax};
 use darkroom_worker::pipeline::{Observer, Pipeline, PipelineError};
 use darkroom_worker::request::resolve;
 use serde::Deserialize;
@@ -15,10 +15,11 @@ struct Manifest {
     cases: Vec<Case>,
 }
 
+/// One recorded case (also of `reference/prompts/pipelines`, see `prompts.rs`).
 #[derive(Deserialize, Clone)]
-struct Case {
-    name: String,
-    model: String,
+pub(crate) struct Case {
+    pub(crate) name: String,
+    pub(crate) model: String,
     prompt: String,
     negative_prompt: Option<String>,
     width: u32,
@@ -30,10 +31,17 @@ struct Case {
     num_images: u32,
     init_image: Option<String>,
     strength: Option<f32>,
-    images: Vec<String>,
+    #[serde(default)]
+    prompt_syntax: Option<PromptSyntax>,
+    /// AUTOMATIC1111 prompts: how many chunks each side has.
+    #[serde(default)]
+    pub(crate) uncond_chunks: usize,
+    #[serde(default)]
+    pub(crate) cond_chunks: usize,
+    pub(crate) images: Vec<String>,
 }
 
-fn request(case: &Case) -> GenerationRequest {
+pub(crate) fn request(case: &Case) -> GenerationRequest {
     let dir = fixtures().join("reference/pipelines");
     let init_image = case.init_image.as_ref().map(|f| base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(f)).expect("init image")));
     GenerationRequest {
@@ -47,6 +55,7 @@ fn request(case: &Case) -> GenerationRequest {
         num_images: case.num_images,
         init_image,
         strength: case.strength,
+        prompt_syntax: case.prompt_syntax,
         ..GenerationRequest::new(&case.model, &case.prompt)
     }
 }

@@ -118,25 +118,7 @@ fn a1111_prompts_encode_as_the_reference_implementation_does() {
 
 #[derive(Deserialize)]
 struct Manifest {
-    cases: Vec<ImageCase>,
-}
-
-#[derive(Deserialize)]
-struct ImageCase {
-    name: String,
-    model: String,
-    prompt: String,
-    negative_prompt: Option<String>,
-    width: u32,
-    height: u32,
-    steps: u32,
-    guidance_scale: f32,
-    sampler: String,
-    seed: u64,
-    prompt_syntax: PromptSyntax,
-    uncond_chunks: usize,
-    cond_chunks: usize,
-    images: Vec<String>,
+    cases: Vec<crate::pipeline::Case>,
 }
 
 #[test]
@@ -150,17 +132,7 @@ fn weighted_long_and_break_prompts_give_the_reference_images() {
     let mut cache = HashMap::new();
     let mut failures = Vec::new();
     for case in &manifest.cases {
-        let request = GenerationRequest {
-            negative_prompt: case.negative_prompt.clone(),
-            width: Some(case.width),
-            height: Some(case.height),
-            steps: case.steps,
-            guidance_scale: case.guidance_scale,
-            sampler: case.sampler.clone(),
-            seed: Some(case.seed),
-            prompt_syntax: Some(case.prompt_syntax),
-            ..GenerationRequest::new(&case.model, &case.prompt)
-        };
+        let request = crate::pipeline::request(case);
         let pipeline = pipeline(&mut cache, &case.model);
         let params = resolve(&request, pipeline.model()).expect("reference request is valid");
         let (images, _) = pipeline.generate(&params, &mut NoObserver).expect("generates");
