@@ -44,12 +44,14 @@ impl<'a> Infotext<'a> {
     /// With the model's hash, as AUTOMATIC1111 writes it (`Model hash: `, its 10-digit short
     /// form) before the model's name; the full sha256 is shortened here.
     pub fn with_model_hash(self, sha256: Option<&'a str>) -> Self {
-        Infotext { model_hash: sha256.and_then(|h| h.get(..SHORT_HASH)), ..self }
+        Infotext { model_hash: sha256.map(short_hash), ..self }
     }
 }
 
-/// The digits of AUTOMATIC1111's short model hash.
-pub const SHORT_HASH: usize = 10;
+/// AUTOMATIC1111's short model hash: the first 10 hex digits of the sha256.
+pub fn short_hash(sha256: &str) -> &str {
+    sha256.get(..10).unwrap_or(sha256)
+}
 
 impl std::fmt::Display for Infotext<'_> {
     /// `<prompt>\nNegative prompt: <negative>\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1, Size: 512x512, Model: m`

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Json;
+use darkroom_shared::infotext::short_hash;
 use darkroom_shared::job::{Job, JobStatus};
 use darkroom_shared::request::OutputFormat;
 use darkroom_shared::sampler::Sampler;
@@ -138,11 +139,6 @@ fn names(id: &str, name: &str) -> bool {
     let base = name.split(" [").next().unwrap_or(name).trim();
     let stem = [".safetensors", ".ckpt", ".onnx"].iter().find_map(|ext| base.strip_suffix(ext)).unwrap_or(base);
     id == name || id == base || id == stem
-}
-
-/// A1111's short hash: the first 10 hex digits of the sha256.
-fn short_hash(sha256: &str) -> &str {
-    sha256.get(..10).unwrap_or(sha256)
 }
 
 /// A checkpoint's title as A1111 writes it, `name [hash]`; the name alone while the catalog

@@ -1,6 +1,6 @@
 //! A1111 requests into the canonical request, and finished jobs back into A1111's answer.
 use base64::Engine as _;
-use darkroom_shared::infotext::{Infotext, SHORT_HASH};
+use darkroom_shared::infotext::{short_hash, Infotext};
 use darkroom_shared::job::JobStatus;
 use darkroom_shared::request::{GenerationRequest, OutputFormat, PromptSyntax};
 use darkroom_shared::sampler::Sampler;
@@ -249,7 +249,7 @@ pub fn response(done: &JobWithImages, t: &Echo, init_image: Option<String>, sha2
         "seed": seed, "all_seeds": all_seeds, "subseed": seed, "all_subseeds": all_seeds, "subseed_strength": 0,
         "width": width, "height": height, "sampler_name": t.sampler.kind.a1111_base(), "cfg_scale": r.guidance_scale,
         "steps": r.steps, "batch_size": t.batch_size, "restore_faces": false, "face_restoration_model": null,
-        "sd_model_name": r.model, "sd_model_hash": sha256.and_then(|h| h.get(..SHORT_HASH)), "sd_vae_name": null, "sd_vae_hash": null,
+        "sd_model_name": r.model, "sd_model_hash": sha256.map(short_hash), "sd_vae_name": null, "sd_vae_hash": null,
         "seed_resize_from_w": -1, "seed_resize_from_h": -1,
         "denoising_strength": if t.img2img { json!(r.strength) } else { json!(0) },
         "extra_generation_params": {"Schedule type": schedule}, "index_of_first_image": 0, "infotexts": infotexts,
