@@ -127,19 +127,21 @@ impl JobWithImages {
     }
 
     /// Why the job ended without images. A request only the worker could refuse (a prompt
-    /// longer than the model's UNet takes, say) failed `invalid_request` with the message
-    /// `field: what is wrong`: that is the client's error, a 422 naming the field; anything else
-    /// is [`ApiError::JobFailed`].
+    /// longer than the model's UNet takes, say) failed `invalid_request` with the field it names
+    /// recorded (`error_field`): that is the client's error, a 422 naming the field; anything
+    /// else is [`ApiError::JobFailed`].
     pub fn failure(&self) -> ApiError {
         let message = self.job.error.clone().unwrap_or_else(|| "no detail".into());
-        if self.job.status == JobStatus::Failed && self.job.error_type.as_deref() == Some(ErrorType::InvalidRequest.as_str()) {
-            if let Some((field, detail)) = message.split_once(": ") {
-                if !field.is_empty() && field.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
-                    return ApiError::Parameter { field: field.to_string().into(), message: detail.to_string() };
-                }
+        let invalid = self.job.status == JobStatus::Failed && self.job.error_type.as_deref() == Some(ErrorType::InvalidRequest.as_str());
+        match &self.job.error_field {
+            Some(field) if invalid => {
+                // The worker's message starts with the field it names ("prompt: ..."); the
+                // dialects' error shapes carry the field apart.
+                let detail = message.strip_prefix(&format!("{field}: ")).unwrap_or(&message).to_string();
+                ApiError::Parameter { field: field.clone().into(), message: detail }
             }
+            _ => ApiError::JobFailed { status: self.job.status, message },
         }
-        ApiError::JobFailed { status: self.job.status, message }
     }
 
     /// Seconds from the job's start to its end (0 when unknown).

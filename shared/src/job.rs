@@ -81,6 +81,8 @@ pub struct Job {
     pub error: Option<String>,
     /// Why a failed job failed ([`ErrorType`], as its word); `None` unless `status` is failed.
     pub error_type: Option<String>,
+    /// The request field an `invalid_request` failure is about (`None` for other failures).
+    pub error_field: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

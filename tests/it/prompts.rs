@@ -244,3 +244,80 @@ async fn the_a1111_dialect_always_and_the_native_api_on_request_read_a1111_synta
     let e: Value = r.json().await.expect("JSON");
     assert_eq!(e["error"]["field"], "prompt_syntax", "{e:#}");
 }
+
+/// A request only a worker can refuse (a prompt longer than a fixed-length UNet export takes:
+/// no fixture has one, so the test plays the worker through the store) fails `invalid_request`
+/// with the field recorded, and every blocking dialect answers its own 422 (HF's 400) naming
+/// that field; the native job shows it as `error_field`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_worker_refuses_is_the_dialects_invalid_request_naming_the_field() {
+    use darkroom_shared::job::{ErrorType, JobStatus};
+    use std::time::Duration;
+
+    let env = ServiceEnv::new();
+    let token = env.tenant_with_token("acme");
+    env.register_tiny_model().await;
+    let api = ApiServer::start(&env, &[]);
+    let store = env.store().await;
+    let http = reqwest::Client::new();
+    let message = "prompt: this model's UNet takes exactly 77 tokens, and the prompt needs 154";
+
+    // Play the worker: claim the newest queued job and fail it as the worker does.
+    let refuse = |prompt: &'static str| {
+        let store = store.clone();
+        async move {
+            for _ in 0..200 {
+                let row: Option<(uuid::Uuid,)> = sqlx::query_as("SELECT id FROM jobs WHERE status = 'queued' AND request->>'prompt' = $1")
+                    .bind(prompt)
+                    .fetch_optional(store.pool())
+                    .await
+                    .expect("jobs");
+                if let Some((id,)) = row {
+                    let claim = store.claim(id, uuid::Uuid::now_v7(), Duration::from_secs(30)).await.expect("claim").expect("queued");
+                    let status = store.fail(id, claim.lease, ErrorType::InvalidRequest, Some("prompt"), message, false, 3).await.expect("fail");
+                    assert_eq!(status, Some(JobStatus::Failed));
+                    return id;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no queued job for {prompt:?}");
+        }
+    };
+
+    // AUTOMATIC1111: its 422, `loc` naming the field.
+    let call = http.post(api.url("/sdapi/v1/txt2img")).basic_auth("me", Some(&token)).json(&json!({"prompt": "a1111 refused", "steps": 2})).send();
+    let (answer, _) = tokio::join!(call, refuse("a1111 refused"));
+    let answer = answer.expect("answer");
+    assert_eq!(answer.status(), 422);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "prompt"]), "{body}");
+    assert_eq!(body["detail"][0]["msg"], "this model's UNet takes exactly 77 tokens, and the prompt needs 154", "{body}");
+
+    // HF serverless: its 400 with the message.
+    let call = http.post(api.url("/models/tiny")).bearer_auth(&token).json(&json!({"inputs": "hf refused"})).send();
+    let (answer, _) = tokio::join!(call, refuse("hf refused"));
+    let answer = answer.expect("answer");
+    assert_eq!(answer.status(), 400);
+    let body: Value = answer.json().await.expect("json");
+    assert!(body["error"].as_str().unwrap_or("").contains("77 tokens"), "{body}");
+
+    // The native API: the job failed, its field and type recorded.
+    let submitted: Value = http
+        .post(api.url("/v1/jobs"))
+        .bearer_auth(&token)
+        .json(&json!({"model": "tiny", "prompt": "native refused", "width": 64, "height": 64, "steps": 2}))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
+    let id = refuse("native refused").await;
+    assert_eq!(submitted["id"], id.to_string());
+    let job: Value = http.get(api.url(&format!("/v1/jobs/{id}"))).bearer_auth(&token).send().await.expect("job").json().await.expect("json");
+    assert_eq!(
+        (job["status"].as_str(), job["error_type"].as_str(), job["error_field"].as_str()),
+        (Some("failed"), Some("invalid_request"), Some("prompt")),
+        "{job}"
+    );
+}

@@ -191,7 +191,7 @@ async fn completion_is_fenced_by_the_lease() {
     let second = store.claim(job.id, uuid::Uuid::now_v7(), Duration::from_secs(30)).await.unwrap().expect("claimed again");
     let image = |idx| darkroom_shared::job::NewImage { idx, seed: 1, format: "png".into(), width: 1, height: 1, bytes: vec![1, 2, 3] };
     assert!(!store.complete(job.id, first.lease, &[image(0)]).await.unwrap(), "the stale lease is refused");
-    assert!(store.fail(job.id, first.lease, ErrorType::GenerationFailed, "late", true, 3).await.unwrap().is_none());
+    assert!(store.fail(job.id, first.lease, ErrorType::GenerationFailed, None, "late", true, 3).await.unwrap().is_none());
     assert!(store.complete(job.id, second.lease, &[image(0)]).await.unwrap());
     assert!(!store.complete(job.id, second.lease, &[image(0)]).await.unwrap(), "and only once");
     assert_eq!(store.images(job.id).await.unwrap().len(), 1);
@@ -312,7 +312,7 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     for attempt in 1..=3 {
         let claim = store.claim(job.id, worker, ttl).await.unwrap().expect("queued again");
         assert_eq!(claim.attempts, attempt);
-        let status = store.fail(job.id, claim.lease, ErrorType::GenerationFailed, &format!("boom {attempt}"), true, 3).await.unwrap();
+        let status = store.fail(job.id, claim.lease, ErrorType::GenerationFailed, None, &format!("boom {attempt}"), true, 3).await.unwrap();
         let expected = if attempt < 3 { darkroom_shared::job::JobStatus::Queued } else { darkroom_shared::job::JobStatus::Failed };
         assert_eq!(status, Some(expected));
         if attempt < 3 {
@@ -322,6 +322,7 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
     assert_eq!((failed.status, failed.error.as_deref()), (darkroom_shared::job::JobStatus::Failed, Some("boom 3")));
     assert_eq!(failed.error_type.as_deref(), Some("generation_failed"));
+    assert_eq!(failed.error_field, None);
     assert!(store.claim(job.id, worker, ttl).await.unwrap().is_none());
 
     // Dead workers: each expired lease is one delivery.
@@ -341,8 +342,12 @@ async fn a_job_failing_on_every_delivery_ends_failed_after_max_attempts() {
     // A non-retryable failure (an invalid request) fails at once.
     let job = store.insert_job(tenant.id, &req).await.unwrap();
     let claim = store.claim(job.id, worker, ttl).await.unwrap().unwrap();
-    assert_eq!(store.fail(job.id, claim.lease, ErrorType::InvalidRequest, "invalid", false, 3).await.unwrap(), Some(darkroom_shared::job::JobStatus::Failed));
-    assert_eq!(store.job(tenant.id, job.id).await.unwrap().unwrap().error_type.as_deref(), Some("invalid_request"));
+    assert_eq!(
+        store.fail(job.id, claim.lease, ErrorType::InvalidRequest, Some("prompt"), "invalid", false, 3).await.unwrap(),
+        Some(darkroom_shared::job::JobStatus::Failed)
+    );
+    let failed = store.job(tenant.id, job.id).await.unwrap().unwrap();
+    assert_eq!((failed.error_type.as_deref(), failed.error_field.as_deref()), (Some("invalid_request"), Some("prompt")));
 }
 
 /// Postgres drops the worker's connections while it finishes a job: the worker keeps the images

@@ -305,7 +305,7 @@ async fn handle(
     }
     let Some(served) = models.get(&claim.model) else {
         let message = format!("this worker does not serve model {:?}", claim.model);
-        store.fail(claim.job_id, claim.lease, ErrorType::ModelUnavailable, &message, true, s.max_attempts).await?;
+        store.fail(claim.job_id, claim.lease, ErrorType::ModelUnavailable, None, &message, true, s.max_attempts).await?;
         return Ok(());
     };
     let started = Instant::now();
@@ -421,7 +421,8 @@ async fn give_up_hung(store: &Store, queue: &Queue, claim: &Claim, started: Inst
 /// Whether this worker ended its hold on the job (false: the lease was already lost).
 async fn fail_past_deadline(store: &Store, claim: &Claim, ran: Duration, s: &Settings) -> Result<bool, StoreError> {
     let message = s.deadline.exceeded_message(ran, claim.cost);
-    let failed = retry_unavailable(s.lease, || store.fail(claim.job_id, claim.lease, ErrorType::DeadlineExceeded, &message, false, s.max_attempts)).await?;
+    let failed =
+        retry_unavailable(s.lease, || store.fail(claim.job_id, claim.lease, ErrorType::DeadlineExceeded, None, &message, false, s.max_attempts)).await?;
     match failed {
         Some(status) => {
             tracing::warn!(job = %claim.job_id, "job {}, past its deadline: {message}", status.as_str());
@@ -531,12 +532,12 @@ async fn finish(
             }
         }
         Err(e) => {
-            let (error_type, retry) = match e {
-                PipelineError::Invalid { .. } => (ErrorType::InvalidRequest, false),
-                _ => (ErrorType::GenerationFailed, true),
+            let (error_type, field, retry) = match &e {
+                PipelineError::Invalid { field, .. } => (ErrorType::InvalidRequest, Some(*field), false),
+                _ => (ErrorType::GenerationFailed, None, true),
             };
             let message = e.to_string();
-            match store.fail(id, claim.lease, error_type, &message, retry, s.max_attempts).await? {
+            match store.fail(id, claim.lease, error_type, field, &message, retry, s.max_attempts).await? {
                 Some(JobStatus::Queued) => {
                     queue.release(claim.tenant_id, id, &claim.model).await?;
                     queue.enqueue(&claim.model, claim.tenant_id, id, claim.cost).await?;

@@ -26,6 +26,9 @@ pub struct JobView {
     pub error: Option<String>,
     /// Why a failed job failed, as a stable word (`deadline_exceeded`, ...); null unless failed.
     pub error_type: Option<String>,
+    /// The request field the error is about, when the worker refused the request as invalid
+    /// (`error_type` `invalid_request`); null otherwise.
+    pub error_field: Option<String>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -105,6 +108,7 @@ fn job_view(job: Job, queue_position: Option<i64>, images: Vec<ImageView>) -> Jo
         cancel_requested: job.cancel_requested,
         error: job.error,
         error_type: job.error_type,
+        error_field: job.error_field,
         created_at: job.created_at,
         started_at: job.started_at,
         finished_at: job.finished_at,

@@ -14,7 +14,7 @@ use crate::request::GenerationRequest;
 
 /// The columns of a [`Job`]: every query that reads jobs selects (or returns) these.
 pub(super) const JOB_COLUMNS: &str =
-    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, error_type, created_at, started_at, finished_at, purged_at, request_id";
+    "id, tenant_id, model, request, status, cost, attempts, progress_step, progress_total, cancel_requested, error, error_type, error_field, created_at, started_at, finished_at, purged_at, request_id";
 
 use JobStatus::{Canceled, Failed, Queued, Running, Succeeded};
 
@@ -327,13 +327,16 @@ impl Store {
     }
 
     /// A failed attempt: back to the queue while attempts remain (and `retry`), else `failed`
-    /// with `error_type` (which stays NULL unless the job ends failed). Returns the new status,
-    /// or `None` when the lease was already lost.
+    /// with `error_type` and `error_field`, the request field the error is about (both stay NULL
+    /// unless the job ends failed). Returns the new status, or `None` when the lease was already
+    /// lost.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fail(
         &self,
         job: Uuid,
         lease: Uuid,
         error_type: ErrorType,
+        error_field: Option<&str>,
         error: &str,
         retry: bool,
         max_attempts: i32,
@@ -345,6 +348,7 @@ impl Store {
                                WHEN cancel_requested THEN $8 ELSE $9 END,
                  error = $3, lease = NULL, lease_expires_at = NULL, worker_id = NULL,
                  error_type = CASE WHEN ($4 AND attempts < $5) OR cancel_requested THEN NULL ELSE $10 END,
+                 error_field = CASE WHEN ($4 AND attempts < $5) OR cancel_requested THEN NULL ELSE $11 END,
                  finished_at = CASE WHEN $4 AND attempts < $5 AND NOT cancel_requested THEN NULL ELSE now() END
              WHERE id = $1 AND lease = $2 AND status = $6 RETURNING {ENDED_COLUMNS}"
         ))
@@ -358,6 +362,7 @@ impl Store {
         .bind(Canceled)
         .bind(Failed)
         .bind(error_type.as_str())
+        .bind(error_field)
         .fetch_optional(&mut *tx)
         .await?;
         if matches!(&ended, Some(e) if e.status.is_terminal()) {
