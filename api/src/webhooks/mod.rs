@@ -14,8 +14,9 @@ use clap::Args;
 #[derive(Args, Clone, Copy, Debug)]
 pub struct WebhookArgs {
     /// Allow webhooks to private, loopback, link-local and other internal addresses (refused by
-    /// default, at submission and at every delivery): for tests and private networks.
-    #[arg(long, env = "DARKROOM_WEBHOOK_ALLOW_PRIVATE")]
+    /// default, at submission and at every delivery): for tests and private networks. The
+    /// variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "DARKROOM_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new())]
     pub webhook_allow_private: bool,
     /// Attempts per delivery, the first included; then it is given up (with the other defaults
     /// the retries span 4.4 to 8.8 hours).
